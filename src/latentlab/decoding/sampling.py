@@ -1,0 +1,77 @@
+"""Distribution shaping settings, turned into transformers `LogitsProcessor`s.
+
+Temperature, top-k, top-p and min-p are transformers' own warpers (so users' processors compose
+with ours); we only validate the values up front and build the list in the standard order.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from transformers import (
+    LogitsProcessor,
+    LogitsProcessorList,
+    MinPLogitsWarper,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from latentlab.errors import LatentLabError
+
+
+@dataclass
+class SamplingConfig:
+    """How the next token is chosen from the logits. temperature 0 or do_sample=False means greedy."""
+
+    do_sample: bool = field(default=False, metadata={"help": "sample (True) or take the argmax (False)"})
+    temperature: float = field(default=1.0, metadata={"help": ">= 0; 0 means greedy"})
+    top_k: int = field(default=0, metadata={"help": "keep the k most likely tokens; 0 = off"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus mass in (0, 1]; 1 = off"})
+    min_p: float = field(default=0.0, metadata={"help": "drop tokens below min_p * max prob, in [0, 1); 0 = off"})
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if not math.isfinite(self.temperature) or self.temperature < 0:
+            raise LatentLabError(f"temperature must be a finite number >= 0, got {self.temperature}")
+        if not isinstance(self.top_k, int) or self.top_k < 0:
+            raise LatentLabError(f"top_k must be an integer >= 0, got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise LatentLabError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not 0 <= self.min_p < 1:
+            raise LatentLabError(f"min_p must be in [0, 1), got {self.min_p}")
+
+    @property
+    def greedy(self) -> bool:
+        return not self.do_sample or self.temperature == 0
+
+    def processors(self) -> LogitsProcessorList:
+        """Warpers in transformers' order: temperature, top-k, top-p, min-p."""
+        procs: list[LogitsProcessor] = []
+        if self.temperature not in (0, 1):
+            procs.append(TemperatureLogitsWarper(self.temperature))
+        if self.top_k > 0:
+            procs.append(TopKLogitsWarper(self.top_k))
+        if self.top_p < 1:
+            procs.append(TopPLogitsWarper(self.top_p))
+        if self.min_p > 0:
+            procs.append(MinPLogitsWarper(self.min_p))
+        return LogitsProcessorList(procs)
+
+
+def choose_tokens(
+    logits: torch.Tensor,
+    sequences: torch.Tensor,
+    config: SamplingConfig,
+    processors: LogitsProcessorList,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """Greedy argmax, or a sample from the processed distribution. logits: [B, V] -> [B]."""
+    if config.greedy:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(processors(sequences, logits), dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
