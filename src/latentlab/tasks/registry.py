@@ -52,6 +52,13 @@ class BenchmarkSpec:
 _REGISTRY: dict[str, BenchmarkSpec] = {}
 
 
+def render_prompt(template: str, question: str) -> str:
+    """Fill `{question}`; other braces (e.g. \\boxed{}) are left alone, unlike str.format."""
+    if "{question}" not in template:
+        raise LatentLabError(f"prompt template {template!r} has no {{question}} placeholder")
+    return template.replace("{question}", question)
+
+
 def register(spec: BenchmarkSpec) -> BenchmarkSpec:
     if spec.name in _REGISTRY:
         raise LatentLabError(f"benchmark {spec.name!r} is registered twice")

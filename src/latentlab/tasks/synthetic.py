@@ -1,10 +1,10 @@
 """The built-in synthetic multi-step reasoning task ("chain"): the library's embedded default.
 
-A problem is a chain of variable assignments in modular arithmetic, each step using the previous
-variable:
+A problem is a chain of operations in modular arithmetic, applied strictly left to right (no
+operator precedence), each step acting on the previous result:
 
-    question:  a=7;b=a+5;c=b*3;d=c-4;d?
-    cot steps: a=7  b=7+5=2  c=2*3=6  d=6-4=2
+    question:  7+5*3-4            (mod 10)
+    cot steps: 7+5=2  2*3=6  6-4=2
     answer:    2
 
 With CoT each step is one small table lookup on numbers already written out; without CoT the
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import string
 
 from latentlab.errors import LatentLabError
 from latentlab.tasks.example import Example
@@ -39,16 +38,14 @@ def split_of(question: str) -> str:
 
 
 def make_problem(rng: random.Random, num_steps: int, modulus: int, ops: str) -> Example:
-    names = string.ascii_lowercase[: num_steps + 1]
     value = rng.randrange(modulus)
-    question_parts, steps = [f"{names[0]}={value}"], [f"{names[0]}={value}"]
-    for i in range(1, num_steps + 1):
+    question, steps = str(value), []
+    for _ in range(num_steps):
         op, operand = rng.choice(ops), rng.randrange(1, modulus)
         new = _OPS[op](value, operand) % modulus
-        question_parts.append(f"{names[i]}={names[i - 1]}{op}{operand}")
-        steps.append(f"{names[i]}={value}{op}{operand}={new}")
+        question += f"{op}{operand}"
+        steps.append(f"{value}{op}{operand}={new}")
         value = new
-    question = ";".join(question_parts) + f";{names[num_steps]}?"
     return Example(question=question, answer=str(value), cot_steps=steps)
 
 

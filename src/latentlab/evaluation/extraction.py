@@ -1,0 +1,97 @@
+"""Answer extraction from generated text: strict (a marked answer) and flexible (fall back to the last number)."""
+
+from __future__ import annotations
+
+import re
+from typing import Callable
+
+from latentlab.errors import LatentLabError
+
+EXTRACTION_VERSION = 1  # bump when any extractor changes; it is recorded with every result
+
+_ANSWER_IS = re.compile(r"the answer is\s*:?[ \t]*(.*)", re.IGNORECASE)
+_HASH = re.compile(r"####[ \t]*(.*)")
+_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+# A minus counts only when it does not follow a word or ")" ("5-3" ends in 3, not -3);
+# thousands groups must be whole ("1,234" is one number, "1,2,3" is three).
+_NUMBER = re.compile(r"(?:(?<![\w)])-)?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?")
+
+
+def _clean(answer: str) -> str | None:
+    """Strip spaces and one trailing period; an empty answer counts as none."""
+    answer = answer.strip()
+    if answer.endswith("."):
+        answer = answer[:-1].rstrip()
+    return answer or None
+
+
+def extract_answer_is(text: str) -> str | None:
+    """The rest of the line after the first "The answer is" (any case, optional colon)."""
+    match = _ANSWER_IS.search(text)
+    return _clean(match.group(1)) if match else None
+
+
+def extract_hash(text: str) -> str | None:
+    """The rest of the line after the first "####" (GSM8K style)."""
+    match = _HASH.search(text)
+    return _clean(match.group(1)) if match else None
+
+
+def extract_boxed(text: str) -> str | None:
+    """The content of the last \\boxed{...} or \\fbox{...}, nested braces matched; None if unclosed."""
+    starts = list(_BOXED.finditer(text))
+    if not starts:
+        return None
+    begin = starts[-1].end()
+    depth, i = 1, begin
+    while i < len(text):
+        char = text[i]
+        if char == "\\":  # an escaped character such as \{ does not count as a brace
+            i += 2
+            continue
+        if char == "{":
+            depth += 1
+        elif char == "}":
+            depth -= 1
+            if depth == 0:
+                return text[begin:i].strip() or None
+        i += 1
+    return None
+
+
+def extract_last_number(text: str) -> str | None:
+    """The last number in the text, thousands commas removed ("1,234.5" -> "1234.5")."""
+    numbers = _NUMBER.findall(text)
+    return numbers[-1].replace(",", "") if numbers else None
+
+
+def extract_text(text: str) -> str | None:
+    """The first non-blank line, stripped (for exact-match answers)."""
+    lines = text.strip().splitlines()
+    return lines[0].strip() if lines else None
+
+
+STRICT_EXTRACTORS: dict[str, Callable[[str], str | None]] = {
+    "answer_is": extract_answer_is,
+    "hash": extract_hash,
+    "boxed": extract_boxed,
+    "text": extract_text,
+}
+EXTRACTION_MODES = ("strict", "flexible")
+
+
+def extract(text: str, method: str, mode: str = "strict") -> str | None:
+    """Extract an answer with a named method; "flexible" mode falls back to the last number in the text.
+
+    Flexible keeps the strict answer when it contains a digit, else uses the last number (same as strict for "text").
+    """
+    if method not in STRICT_EXTRACTORS:
+        raise LatentLabError(f"unknown extraction method {method!r}; known: {', '.join(STRICT_EXTRACTORS)}")
+    if mode not in EXTRACTION_MODES:
+        raise LatentLabError(f"unknown extraction mode {mode!r}; known: {', '.join(EXTRACTION_MODES)}")
+    answer = STRICT_EXTRACTORS[method](text)
+    if mode == "strict" or method == "text":
+        return answer
+    if answer is not None and any(char.isdigit() for char in answer):
+        return answer
+    return extract_last_number(text)

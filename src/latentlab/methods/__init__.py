@@ -1,0 +1,1 @@
+"""Training methods: each one a config dataclass + a trainer on transformers `Trainer`."""
