@@ -1,0 +1,118 @@
+"""The `latentlab` command line. Every command takes `key=value` overrides of its config dataclass.
+
+    latentlab demo [quick=true] [output_dir=runs/demo]
+    latentlab train sft/chain_cot [output_dir=runs/cot] [learning_rate=1e-3 ...]
+    latentlab eval model=runs/cot/model benchmark=chain [decode.max_new_tokens=64 ...]
+    latentlab bench decode|demo [output=bench.json]
+    latentlab benchmarks | recipes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+from latentlab.errors import LatentLabError
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
+    for noisy in ("httpx", "datasets", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from latentlab.config import load_config
+    from latentlab.demo import DemoConfig, run_demo
+
+    report = run_demo(load_config(DemoConfig, args.recipe, args.overrides))
+    print(f"report: {report}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from latentlab.config import load_config
+    from latentlab.methods.sft import SFTConfig, train_sft
+    from latentlab.recipes import resolve_recipe
+
+    cfg = load_config(SFTConfig, resolve_recipe(args.recipe), args.overrides)
+    print(f"model: {train_sft(cfg)}")
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from latentlab.config import load_config
+    from latentlab.evaluation.harness import EvalConfig
+    from latentlab.evaluation.run import run_eval
+
+    metrics = run_eval(load_config(EvalConfig, args.recipe, args.overrides))
+    keys = ["benchmark", "num_examples", "accuracy", "accuracy_flexible", "mean_generated_tokens",
+            "latency_per_example_s", "throughput_examples_per_s"]
+    print(json.dumps({k: metrics[k] for k in keys}, indent=2))
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from latentlab.bench import run_bench
+
+    print(json.dumps(run_bench(args.which, args.overrides), indent=2))
+
+
+def cmd_list_benchmarks(args: argparse.Namespace) -> None:
+    from latentlab.tasks.registry import get_benchmark, list_benchmarks
+
+    for name in list_benchmarks():
+        spec = get_benchmark(name)
+        print(f"{name:14s} v{spec.version}  splits={','.join(spec.splits)}  {spec.description}")
+
+
+def cmd_list_recipes(args: argparse.Namespace) -> None:
+    from latentlab.recipes import list_recipes
+
+    print("\n".join(list_recipes()))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="latentlab", description="Reasoning in latent space with HF models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, fn, help_text: str, recipe: str | None = "optional", which: list[str] | None = None):
+        p = sub.add_parser(name, help=help_text)
+        if which:
+            p.add_argument("which", choices=which, help="what to run")
+        if recipe == "required":
+            p.add_argument("recipe", help="recipe YAML path or shipped recipe name (see `latentlab recipes`)")
+        elif recipe == "optional":
+            p.add_argument("--recipe", default=None, help="YAML file with config values")
+        p.add_argument("overrides", nargs="*", help="key=value config overrides")
+        p.set_defaults(fn=fn)
+        return p
+
+    add("demo", cmd_demo, "train and compare tiny models on the chain task, write a report")
+    add("train", cmd_train, "supervised fine-tuning (CoT-SFT / No-CoT-SFT) from a recipe", recipe="required")
+    add("eval", cmd_eval, "evaluate a model on a registered benchmark")
+    add("bench", cmd_bench, "benchmarks that write JSON (key=value overrides)", recipe=None, which=["decode", "demo"])
+    add("benchmarks", cmd_list_benchmarks, "list registered benchmarks", recipe=None)
+    add("recipes", cmd_list_recipes, "list shipped recipes", recipe=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _quiet_libraries()
+    try:
+        args.fn(args)
+    except LatentLabError as e:
+        print(f"latentlab: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
