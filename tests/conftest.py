@@ -20,3 +20,24 @@ def data_dir() -> Path:
     path = Path(os.environ["LATENTLAB_DATA_DIR"])
     assert path.is_dir(), f"benchmark data directory {path} is missing (set LATENTLAB_DATA_DIR)"
     return path
+
+
+def sft_config(output_dir, *overrides: str):
+    """The shipped chain CoT recipe, shrunk for tests (2-step problems, no checkpoints unless asked)."""
+    from latentlab.config import load_config
+    from latentlab.methods.sft import SFTConfig
+    from latentlab.recipes import resolve_recipe
+
+    base = [f"output_dir={output_dir}", "max_steps=150", "task_options={num_steps: 2, num_examples: 2000}",
+            "save_steps=1000", "logging_steps=10", "disable_tqdm=true"]
+    return load_config(SFTConfig, resolve_recipe("sft/chain_cot"), base + list(overrides))
+
+
+@pytest.fixture(scope="session")
+def tiny_chain_run(tmp_path_factory) -> Path:
+    """A tiny GPT-2 trained briefly (150 steps, CoT) on 2-step chain problems; returns its run dir."""
+    from latentlab.methods.sft import train_sft
+
+    run_dir = tmp_path_factory.mktemp("chain_cot")
+    train_sft(sft_config(run_dir))
+    return run_dir

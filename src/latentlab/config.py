@@ -147,10 +147,10 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, (dict, list)):
             raise LatentLabError(f"{where}: expected a string, got {value!r}")
         return str(value)
-    if origin in (list, tuple) and not isinstance(value, (list, tuple)):
-        return [value] if not isinstance(value, dict) else _fail(where, value, tp)
+    if origin in (list, tuple):
+        if isinstance(value, dict):
+            raise LatentLabError(f"{where}: expected a list, got {value!r}")
+        items = list(value) if isinstance(value, (list, tuple)) else [value]
+        (item_type,) = typing.get_args(tp)[:1] or (Any,)
+        return [_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(items)] if item_type is not Any else items
     return value
-
-
-def _fail(where: str, value: Any, tp: Any) -> Any:
-    raise LatentLabError(f"{where}: cannot use {value!r} as {tp}")

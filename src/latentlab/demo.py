@@ -44,7 +44,7 @@ class DemoConfig:
 
     def __post_init__(self) -> None:
         if self.quick:
-            self.train_examples, self.test_examples, self.train_steps = 2000, 200, 300
+            self.train_examples, self.test_examples, self.train_steps = 2000, 200, 500
         for name in ("train_examples", "test_examples", "train_steps"):
             if getattr(self, name) < 1:
                 raise LatentLabError(f"{name} must be >= 1, got {getattr(self, name)}")

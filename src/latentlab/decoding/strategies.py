@@ -31,7 +31,8 @@ class StepContext:
 
 @dataclass
 class StepDecision:
-    tokens: torch.Tensor  # [B] token recorded for this step (checked for eos; embedded unless replaced)
+    tokens: torch.Tensor  # [B] token recorded for this step (embedded unless replaced; ends the row if it is
+    #                       a stop id and emitted: a latent, non-emitted step never stops a row)
     embeds: torch.Tensor | None = None  # [B, d] input embeddings to use instead of the tokens' own
     use_embeds: torch.Tensor | None = None  # [B] bool, rows that take `embeds`; None = all rows when embeds given
     emit: torch.Tensor | None = None  # [B] bool, rows whose token joins the visible output; None = all

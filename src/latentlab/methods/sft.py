@@ -6,8 +6,10 @@ recipe. `train_sft` writes into `output_dir`:
 
     config.yaml          the resolved config
     checkpoint-*/        Trainer checkpoints (training resumes from the last one)
-    model/               the final model + tokenizer in HF format (from_pretrained-able)
+    model/               the final model + tokenizer in HF format (from_pretrained-able; LoRA merged)
+    adapter/             the LoRA adapter alone (PEFT format), when training with LoRA
     train_metrics.json   Trainer's train metrics plus data counts
+    trainer_state.json   the final Trainer state (loss history)
 """
 
 from __future__ import annotations
@@ -128,8 +130,13 @@ def train_sft(cfg: SFTConfig) -> Path:
         log.info("resuming from %s", last)
     result = trainer.train(resume_from_checkpoint=last)
     final = out / "model"
-    trainer.save_model(str(final))
+    if cfg.lora is not None:  # keep the adapter, and save a merged model that loads like any other
+        trainer.save_model(str(out / "adapter"))
+        trainer.model.merge_and_unload().save_pretrained(str(final))
+    else:
+        trainer.save_model(str(final))
     tokenizer.save_pretrained(str(final))
+    trainer.state.save_to_json(str(out / "trainer_state.json"))
     metrics = {**result.metrics, **counts, "resumed_from": last}
     (out / "train_metrics.json").write_text(json.dumps(metrics, indent=2))
     return final

@@ -3,7 +3,9 @@
 New special-token rows (`add_special_tokens`) are initialised by `init`:
 - "mean"   (default): every new input-embedding row (and lm_head row when untied) is the mean of
            the existing rows: a neutral start that does not perturb the output distribution much.
-- "hf":    transformers' `mean_resizing`: rows sampled from N(mean, covariance) of the old rows.
+- "hf":    transformers' `mean_resizing`: rows sampled from N(mean, covariance) of the old rows
+           (transformers falls back to the plain mean when the covariance is not positive definite,
+           e.g. whenever the vocabulary is smaller than the hidden size).
 - "normal": N(0, std^2) clamped at 3 std, std = hidden_size ** -0.5 (BoLT's initialisation).
 """
 
@@ -87,7 +89,7 @@ def load_model_and_tokenizer(
     try:
         tokenizer = load_tokenizer(name_or_path, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
-    except OSError as e:
+    except (OSError, ValueError) as e:
         raise LatentLabError(f"cannot load model {str(name_or_path)!r}: {str(e).splitlines()[0]}") from None
     ensure_pad_token(tokenizer, pad_token)
     if special_tokens:

@@ -43,7 +43,7 @@ def char_tokenizer(charset: str = CHARSET, extra_tokens: Iterable[str] = ()) -> 
     for ch in charset:
         vocab.setdefault(ch, len(vocab))
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=SPECIAL["unk_token"]))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")  # every character
     tok.decoder = decoders.Fuse()
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL)
     fast.add_special_tokens({"additional_special_tokens": specials[len(SPECIAL):]} if extra_tokens else {})
