@@ -1,0 +1,28 @@
+"""Every shipped recipe parses and builds its config."""
+
+import pytest
+
+from latentlab.config import load_config, read_yaml
+from latentlab.errors import LatentLabError
+from latentlab.methods.sft import SFTConfig
+from latentlab.recipes import list_recipes, resolve_recipe
+
+CONFIG_FOR = {"sft": SFTConfig}
+
+
+@pytest.mark.parametrize("name", list_recipes())
+def test_recipe_builds(name, tmp_path):
+    kind = name.split("/")[0]
+    assert kind in CONFIG_FOR, f"no config class registered for recipe family {kind!r}"
+    cfg = load_config(CONFIG_FOR[kind], resolve_recipe(name), [f"output_dir={tmp_path}", "bf16=false"])
+    assert cfg.task and cfg.model_name_or_path
+    assert set(read_yaml(resolve_recipe(name))) <= set(vars(cfg))
+
+
+def test_recipes_are_shipped():
+    assert {"sft/chain_cot", "sft/chain_nocot"} <= set(list_recipes())
+
+
+def test_unknown_recipe():
+    with pytest.raises(LatentLabError, match="shipped recipes"):
+        resolve_recipe("sft/does_not_exist")
