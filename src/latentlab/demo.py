@@ -64,14 +64,17 @@ class RowResult:
     eval_dir: Path  # holds predictions.jsonl
     train_seconds: float | None = None
     loss_curve: tuple[list[int], list[float]] = ([], [])
-    notes: str = ""
+    notes: str = ""  # short text for the table's notes column (e.g. "pass@4 62%")
+    report_section: str = ""  # extra markdown for the report (plots must be saved under the run dir)
 
 
 @dataclass
 class DemoRow:
+    """One entry of `rows`: trains/reuses its model(s) in its own folder and returns table rows."""
+
     name: str
     description: str
-    run: Callable[[DemoConfig, Path], RowResult]
+    run: Callable[[DemoConfig, Path], list[RowResult]]
 
 
 DEMO_ROWS: dict[str, DemoRow] = {}
@@ -90,7 +93,7 @@ def eval_decode_config() -> DecodeConfig:
     return DecodeConfig(max_new_tokens=64, batch_size=128)
 
 
-def sft_row(cfg: DemoConfig, run_dir: Path, cot: bool) -> RowResult:
+def sft_row(cfg: DemoConfig, run_dir: Path, cot: bool) -> list[RowResult]:
     recipe = resolve_recipe("sft/chain_cot" if cot else "sft/chain_nocot")
     sft = load_config(SFTConfig, recipe, [
         f"output_dir={run_dir}", f"model_name_or_path=tiny-{cfg.arch}", f"max_steps={cfg.train_steps}",
@@ -108,8 +111,8 @@ def sft_row(cfg: DemoConfig, run_dir: Path, cot: bool) -> RowResult:
     model, tokenizer = load_model_and_tokenizer(model_dir, dtype="float32", device="auto")
     metrics = evaluate(model, tokenizer, test_examples(cfg), get_benchmark("chain"), eval_decode_config(),
                        output_dir=run_dir / "eval")
-    return RowResult("CoT-SFT" if cot else "No-CoT-SFT", metrics, run_dir / "eval", train_seconds,
-                     read_loss_curve(run_dir))
+    return [RowResult("CoT-SFT" if cot else "No-CoT-SFT", metrics, run_dir / "eval", train_seconds,
+                      read_loss_curve(run_dir))]
 
 
 register_row(DemoRow("cot-sft", "fine-tuned to write the steps, then the answer", lambda c, d: sft_row(c, d, True)))
@@ -132,7 +135,7 @@ def run_demo(cfg: DemoConfig) -> Path:
     results = []
     for name in cfg.rows:
         print(f"[demo] {name}: {DEMO_ROWS[name].description}", flush=True)
-        results.append(DEMO_ROWS[name].run(cfg, out / name))
+        results.extend(DEMO_ROWS[name].run(cfg, out / name))
     baseline = majority_baseline(cfg)
     wall = time.perf_counter() - start
     table = format_table(results, baseline)
@@ -143,15 +146,15 @@ def run_demo(cfg: DemoConfig) -> Path:
 
 def format_table(results: list[RowResult], baseline: float) -> str:
     lines = [
-        "| method | test accuracy (strict) | flexible | generated tokens | latency / problem (ms) | train time (s) |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| method | test accuracy (strict) | flexible | generated tokens | latency / problem (ms) | train time (s) | notes |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         m = r.metrics
         train = f"{r.train_seconds:.0f}" if r.train_seconds is not None else "-"
         lines.append(f"| {r.name} | {100 * m['accuracy']:.1f}% | {100 * m['accuracy_flexible']:.1f}% | "
-                     f"{m['mean_generated_tokens']:.1f} | {1000 * m['latency_per_example_s']:.2f} | {train} |")
-    lines.append(f"| majority answer (reference) | {100 * baseline:.1f}% | - | - | - | - |")
+                     f"{m['mean_generated_tokens']:.1f} | {1000 * m['latency_per_example_s']:.2f} | {train} | {r.notes} |")
+    lines.append(f"| majority answer (reference) | {100 * baseline:.1f}% | - | - | - | - | always the most common training answer |")
     return "\n".join(lines)
 
 
@@ -184,6 +187,8 @@ output. Latency is batched wall time per problem (batch 128) on this machine.
 
 ![accuracy and tokens](accuracy_tokens.png)
 {"![training loss](loss_curves.png)" if curves else ""}
+
+{chr(10).join(r.report_section for r in results if r.report_section)}
 
 ## One test problem
 
