@@ -164,30 +164,27 @@ def _decode_batch(model, tokenizer, rows, config, strategy, stop_ids, ctx_len) -
     n_emitted = torch.zeros(B, dtype=torch.long, device=device)
     n_steps = torch.zeros(B, dtype=torch.long, device=device)
     finished = torch.zeros(B, dtype=torch.bool, device=device)
-    reason = ["length"] * B
-    errors: list[str | None] = [None] * B
+    stopped = torch.zeros(B, dtype=torch.bool, device=device)  # ended on a stop id
+    error_step = torch.full((B,), -1, dtype=torch.long, device=device)  # step of non-finite logits
     rows_idx = torch.arange(B, device=device)
 
-    for step in range(max_steps):
+    for step in range(max_steps):  # one host sync per step: the all-finished check
         logits = out.logits[:, -1].float()
         bad = ~torch.isfinite(logits).all(dim=-1) & ~finished
-        if bad.any():
-            for r in bad.nonzero().flatten().tolist():
-                reason[r], errors[r] = "error", f"non-finite logits at step {step}"
-            finished |= bad
-            logits = torch.where(bad[:, None], torch.zeros_like(logits), logits)
+        error_step = torch.where(bad, step, error_step)
+        finished = finished | bad
+        logits = torch.where(bad[:, None], 0.0, logits)  # strategies never see NaN
         hidden = out.hidden_states[-1][:, -1] if need_hidden else None
         decision = strategy.step(StepContext(step, logits, hidden, sequences, finished, embed, generator))
-        tokens = torch.where(finished, torch.full_like(decision.tokens, pad_id), decision.tokens)
+        tokens = torch.where(finished, pad_id, decision.tokens)
         emit = ~finished if decision.emit is None else decision.emit & ~finished
         emitted[rows_idx, n_emitted] = torch.where(emit, tokens, emitted[rows_idx, n_emitted])
         n_emitted += emit.long()
         n_steps += (~finished).long()
         hit_stop = emit & torch.isin(tokens, stop)
-        for r in (hit_stop & ~finished).nonzero().flatten().tolist():
-            reason[r] = "eos"
-        finished |= hit_stop
-        if bool(finished.all()) or step == max_steps - 1:
+        stopped |= hit_stop
+        finished = finished | hit_stop
+        if step == max_steps - 1 or bool(finished.all()):
             break
         sequences = torch.cat([sequences, tokens[:, None]], dim=1)
         inputs = embed(tokens)
@@ -201,17 +198,19 @@ def _decode_batch(model, tokenizer, rows, config, strategy, stop_ids, ctx_len) -
 
     latency = (time.perf_counter() - start) / B
     emitted_cpu, n_emitted_cpu, n_steps_cpu = emitted.cpu(), n_emitted.tolist(), n_steps.tolist()
+    stopped_cpu, error_step_cpu = stopped.tolist(), error_step.tolist()
     results = []
     for r in range(B):
         toks = emitted_cpu[r, : n_emitted_cpu[r]].tolist()
+        failed = error_step_cpu[r] >= 0
         results.append(DecodeResult(
             token_ids=toks,
             text=tokenizer.decode(toks, skip_special_tokens=True),
             num_tokens=len(toks),
             num_steps=n_steps_cpu[r],
-            stop_reason=reason[r],
+            stop_reason="error" if failed else "eos" if stopped_cpu[r] else "length",
             latency_s=latency,
-            error=errors[r],
+            error=f"non-finite logits at step {error_step_cpu[r]}" if failed else None,
             info=strategy.row_info(r),
         ))
     return results
