@@ -440,3 +440,10 @@ def test_missing_local_file_mentions_data_dir(tmp_path):
         load_benchmark("gsm8k-aug", "train", source="local")
     with pytest.raises(LatentLabError, match="no hub source"):
         load_benchmark("prosqa", "test", data_dir=tmp_path)
+
+
+def test_empty_local_file_is_a_clear_error(tmp_path):
+    (tmp_path / "svamp").mkdir()
+    (tmp_path / "svamp" / "SVAMP.json").write_text("[]")
+    with pytest.raises(LatentLabError, match="split 'test' is empty"):
+        load_benchmark("svamp", "test", data_dir=tmp_path)

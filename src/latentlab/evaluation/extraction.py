@@ -11,7 +11,7 @@ EXTRACTION_VERSION = 1  # bump when any extractor changes; it is recorded with e
 
 _ANSWER_IS = re.compile(r"the answer is\s*:?[ \t]*(.*)", re.IGNORECASE)
 _HASH = re.compile(r"####[ \t]*(.*)")
-_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_BOX_COMMANDS = ("\\boxed", "\\fbox")
 # A minus counts only when it does not follow a word or ")" ("5-3" ends in 3, not -3);
 # thousands groups must be whole ("1,234" is one number, "1,2,3" is three).
 _NUMBER = re.compile(r"(?:(?<![\w)])-)?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?")
@@ -37,26 +37,46 @@ def extract_hash(text: str) -> str | None:
     return _clean(match.group(1)) if match else None
 
 
-def extract_boxed(text: str) -> str | None:
-    """The content of the last \\boxed{...} or \\fbox{...}, nested braces matched; None if unclosed."""
-    starts = list(_BOXED.finditer(text))
-    if not starts:
+def last_boxed(text: str) -> str | None:
+    """Content of the last `\\boxed{...}` (or `\\fbox{...}`) in `text`, braces matched; None if absent.
+
+    Escaped braces (`\\{`, `\\}`) do not count. The brace-less form `\\boxed 9$` gives `9`.
+    An unbalanced last box gives None.
+    """
+    start = max(text.rfind(cmd) for cmd in _BOX_COMMANDS)
+    if start < 0:
         return None
-    begin = starts[-1].end()
-    depth, i = 1, begin
-    while i < len(text):
-        char = text[i]
-        if char == "\\":  # an escaped character such as \{ does not count as a brace
-            i += 2
+    cmd = next(c for c in _BOX_COMMANDS if text.startswith(c, start))
+    i = start + len(cmd)
+    if i < len(text) and text[i].isalpha():  # e.g. \boxedfoo: not a box command
+        return last_boxed(text[:start])
+    while i < len(text) and text[i] == " ":
+        i += 1
+    if i >= len(text):
+        return None
+    if text[i] != "{":
+        content = re.split(r"[$\n]", text[i:], maxsplit=1)[0].strip()
+        return content or None
+    depth, j = 0, i
+    while j < len(text):
+        ch = text[j]
+        if ch == "\\":
+            j += 2  # skip the escaped character (\{, \}, \\)
             continue
-        if char == "{":
+        if ch == "{":
             depth += 1
-        elif char == "}":
+        elif ch == "}":
             depth -= 1
             if depth == 0:
-                return text[begin:i].strip() or None
-        i += 1
+                return text[i + 1 : j]
+        j += 1
     return None
+
+
+def extract_boxed(text: str) -> str | None:
+    """The content of the last \\boxed{...} or \\fbox{...}, stripped; None if absent, empty or unclosed."""
+    content = last_boxed(text)
+    return content.strip() or None if content is not None else None
 
 
 def extract_last_number(text: str) -> str | None:

@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any, Iterable
 
 from latentlab.errors import LatentLabError
+from latentlab.evaluation.extraction import last_boxed  # noqa: F401  (re-exported for loaders)
 from latentlab.tasks.example import Example
 
 # --------------------------------------------------------------------------------------------
@@ -101,48 +102,6 @@ def _plain(d: Decimal) -> str:
     if "." in s:
         s = s.rstrip("0").rstrip(".")
     return "0" if s in ("-0", "") else s
-
-
-# --------------------------------------------------------------------------------------------
-# \boxed{...}
-
-_BOX_COMMANDS = ("\\boxed", "\\fbox")
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last `\\boxed{...}` (or `\\fbox{...}`) in `text`, braces matched; None if absent.
-
-    Escaped braces (`\\{`, `\\}`) do not count. The brace-less form `\\boxed 9$` gives `9`.
-    An unbalanced last box gives None.
-    """
-    start = max(text.rfind(cmd) for cmd in _BOX_COMMANDS)
-    if start < 0:
-        return None
-    cmd = next(c for c in _BOX_COMMANDS if text.startswith(c, start))
-    i = start + len(cmd)
-    if i < len(text) and text[i].isalpha():  # e.g. \boxedfoo: not a box command
-        return last_boxed(text[:start])
-    while i < len(text) and text[i] == " ":
-        i += 1
-    if i >= len(text):
-        return None
-    if text[i] != "{":
-        content = re.split(r"[$\n]", text[i:], maxsplit=1)[0].strip()
-        return content or None
-    depth, j = 0, i
-    while j < len(text):
-        ch = text[j]
-        if ch == "\\":
-            j += 2  # skip the escaped character (\{, \}, \\)
-            continue
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i + 1 : j]
-        j += 1
-    return None
 
 
 # --------------------------------------------------------------------------------------------
