@@ -19,9 +19,11 @@ fi
 
 STAMP="$VENV/.latentlab-installed${EXTRAS:+-$EXTRAS}"
 HASH="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$HASH" ]; then
-  exit 0
-fi
+for done_stamp in "$STAMP" "$VENV/.latentlab-installed-test"; do  # the test install covers the runtime one
+  if [ -f "$done_stamp" ] && [ "$(cat "$done_stamp")" = "$HASH" ] && { [ -z "$EXTRAS" ] || [ "$done_stamp" = "$STAMP" ]; }; then
+    exit 0
+  fi
+done
 
 PIP=("$PY" -m pip install --disable-pip-version-check -q)
 if ! "$PY" -c "import torch" 2>/dev/null; then
