@@ -11,7 +11,8 @@ from latentlab.errors import LatentLabError
 @pytest.fixture(scope="module")
 def quick_demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    report = run_demo(DemoConfig(quick=True, output_dir=str(out)))
+    # the baseline rows; each method's own test file runs its rows
+    report = run_demo(DemoConfig(quick=True, output_dir=str(out), rows=["cot-sft", "nocot-sft"]))
     return out, report
 
 

@@ -51,7 +51,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from latentlab.evaluation.harness import EvalConfig
     from latentlab.evaluation.run import run_eval
 
-    metrics = run_eval(load_config(EvalConfig, args.recipe, args.overrides))
+    from latentlab.recipes import resolve_recipe
+
+    recipe = resolve_recipe(args.recipe) if args.recipe else None
+    metrics = run_eval(load_config(EvalConfig, recipe, args.overrides))
     keys = ["benchmark", "num_examples", "accuracy", "accuracy_flexible", "mean_generated_tokens",
             "latency_per_example_s", "throughput_examples_per_s"]
     print(json.dumps({k: metrics[k] for k in keys}, indent=2))
@@ -61,6 +64,63 @@ def cmd_bench(args: argparse.Namespace) -> None:
     from latentlab.bench import run_bench
 
     print(json.dumps(run_bench(args.which, args.overrides), indent=2))
+
+
+def cmd_codi_train(args: argparse.Namespace) -> None:
+    from latentlab.config import load_config
+    from latentlab.methods.codi.config import CODIConfig
+    from latentlab.methods.codi.trainer import train_codi
+    from latentlab.recipes import resolve_recipe
+
+    print(f"model: {train_codi(load_config(CODIConfig, resolve_recipe(args.recipe), args.overrides))}")
+
+
+def cmd_codi_eval(args: argparse.Namespace) -> None:
+    from latentlab.config import load_config
+    from latentlab.evaluation.harness import EvalConfig
+    from latentlab.methods.codi.evaluate import run_codi_eval
+
+    metrics = run_codi_eval(load_config(EvalConfig, args.recipe, args.overrides))
+    print(json.dumps({k: metrics[k] for k in ["benchmark", "num_examples", "accuracy", "accuracy_flexible",
+                                              "mean_generated_tokens", "latency_per_example_s"]}, indent=2))
+
+
+def cmd_codi_probe(args: argparse.Namespace) -> None:
+    from latentlab.analysis.codi_probe import ProbeConfig, run_probe
+    from latentlab.config import load_config
+
+    print(json.dumps(run_probe(load_config(ProbeConfig, args.recipe, args.overrides)), indent=2))
+
+
+def cmd_codi_efficiency(args: argparse.Namespace) -> None:
+    from latentlab.config import load_config
+    from latentlab.methods.codi.efficiency import EfficiencyConfig, TrainStepBenchConfig, bench_train_step, compare_efficiency
+
+    if args.which == "decode":
+        print(json.dumps(compare_efficiency(load_config(EfficiencyConfig, args.recipe, args.overrides)), indent=2))
+    else:
+        print(json.dumps(bench_train_step(load_config(TrainStepBenchConfig, args.recipe, args.overrides)), indent=2))
+
+
+def cmd_soft_analysis(args: argparse.Namespace) -> None:
+    from latentlab.analysis import soft_commands as soft
+    from latentlab.config import load_config
+
+    if args.command == "soft-bench":
+        result = soft.run_soft_bench(load_config(soft.SoftBenchConfig, args.recipe, args.overrides))
+        print(json.dumps(result["results"], indent=2))
+        return
+    run = {"soft-js": soft.run_soft_js, "soft-logit-lens": soft.run_soft_logit_lens,
+           "soft-rouge": soft.run_soft_rouge, "soft-passk": soft.run_soft_passk}[args.command]
+    result = run(load_config(soft.SoftAnalysisConfig, args.recipe, args.overrides))
+    print(json.dumps({k: v for k, v in result.items() if k != "by_step"}, indent=2))
+
+
+def cmd_bolt(args: argparse.Namespace) -> None:
+    from latentlab.config import load_config
+    from latentlab.methods.bolt import cli_commands
+
+    cli_commands.run(args.command, args.recipe, args.overrides, load_config)
 
 
 def cmd_list_benchmarks(args: argparse.Namespace) -> None:
@@ -99,6 +159,20 @@ def build_parser() -> argparse.ArgumentParser:
     add("bench", cmd_bench, "benchmarks that write JSON (key=value overrides)", recipe=None, which=["decode", "demo"])
     add("benchmarks", cmd_list_benchmarks, "list registered benchmarks", recipe=None)
     add("recipes", cmd_list_recipes, "list shipped recipes", recipe=None)
+    add("codi-train", cmd_codi_train, "train CODI (continuous CoT by self-distillation) from a recipe", recipe="required")
+    add("codi-eval", cmd_codi_eval, "evaluate a saved CODI model on a registered benchmark")
+    add("codi-probe", cmd_codi_probe, "decode CODI's continuous thoughts into top-k tokens (table + heatmap)")
+    add("codi-efficiency", cmd_codi_efficiency, "CODI vs CoT-SFT: compression and latency (decode) or training "
+        "step time and memory (train-step) -> JSON", which=["decode", "train-step"])
+    add("soft-js", cmd_soft_analysis, "soft thinking: JS(soft, top-1/top-2) per thinking step -> JSON + PNG")
+    add("soft-logit-lens", cmd_soft_analysis, "soft thinking: logit lens of a two-token soft input -> JSON + PNG")
+    add("soft-rouge", cmd_soft_analysis, "soft thinking: ROUGE-L of soft/stochastic traces vs greedy -> JSON + PNG")
+    add("soft-passk", cmd_soft_analysis, "soft thinking: pass@k curves of sampling/soft/Dirichlet/Gumbel -> JSON + PNG")
+    add("soft-bench", cmd_soft_analysis, "soft thinking: decode-step time / greedy step time -> JSON + PNG")
+    add("bolt-em", cmd_bolt, "BoLT: warm start + EM iterations from a recipe (resumable)", recipe="required")
+    add("bolt-synthesize", cmd_bolt, "BoLT: teacher thoughts for a recipe's corpus (cached)", recipe="required")
+    add("bolt-toy", cmd_bolt, "BoLT: the CPU toy experiment (raw vs teacher vs EM), report with plots")
+    add("bolt-bench", cmd_bolt, "BoLT: E-step cost (scoring time / sampling time) -> JSON")
     return parser
 
 

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class DemoConfig:
     output_dir: str = field(default="runs/demo", metadata={"help": "run directory (report.md lands here)"})
-    rows: list[str] = field(default_factory=lambda: ["cot-sft", "nocot-sft"], metadata={"help": "table rows"})
+    rows: list[str] = field(default_factory=lambda: ["cot-sft", "nocot-sft", "bolt", "soft-thinking", "codi"], metadata={"help": "table rows"})
     arch: str = field(default="gpt2", metadata={"help": "tiny architecture: gpt2, llama, qwen2, qwen3"})
     num_steps: int = field(default=4, metadata={"help": "operations per chain problem"})
     modulus: int = field(default=10, metadata={"help": "number range of the chain task"})
@@ -41,6 +41,10 @@ class DemoConfig:
     train_steps: int = field(default=800, metadata={"help": "optimizer steps per trained row"})
     seed: int = field(default=0, metadata={"help": "seed for data, init and training"})
     quick: bool = field(default=False, metadata={"help": "small setting for tests (~1 minute)"})
+    codi_train_steps: int | None = field(default=None, metadata={"help": "CODI optimizer steps (None: 400, quick 150)"})
+    codi_num_latent: int = field(default=4, metadata={"help": "CODI continuous thoughts (one per chain step)"})
+    codi_from_cot_sft: bool = field(default=True, metadata={"help": "start CODI from the cot-sft row's model"})
+    codi_ablations: bool = field(default=False, metadata={"help": "add CODI w/o distillation and w/o projection"})
 
     def __post_init__(self) -> None:
         if self.quick:
@@ -207,3 +211,8 @@ Total wall time: {wall:.0f} s. Per-example outputs: `<row>/eval/predictions.json
     write_atomic(out / "results.json", json.dumps({
         "rows": {r.name: {**r.metrics, "train_seconds": r.train_seconds} for r in results},
         "majority_baseline_accuracy": baseline, "wall_time_s": wall}, indent=2))
+
+
+import latentlab.methods.soft_thinking_demo  # noqa: E402,F401  (registers the soft-thinking rows)
+import latentlab.methods.bolt.demo_rows  # noqa: E402,F401  (registers the BoLT rows)
+import latentlab.methods.codi.demo_rows  # noqa: E402,F401  (registers the CODI rows)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from latentlab.decoding.loop import DecodeConfig, DecodeResult, decode
+from latentlab.decoding.soft_thinking import SoftThinkingConfig
 from latentlab.decoding.strategies import InputStrategy
 from latentlab.errors import LatentLabError
 from latentlab.evaluation.extraction import EXTRACTION_VERSION, extract
@@ -44,6 +45,8 @@ class EvalConfig:
     device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:1, auto"})
     output_dir: str = field(default="runs/eval", metadata={"help": "where predictions and metrics go"})
     decode: DecodeConfig = field(default_factory=DecodeConfig, metadata={"help": "decoding settings"})
+    soft_thinking: SoftThinkingConfig | None = field(default=None, metadata={
+        "help": "decode with soft thinking (vanilla/dirichlet/gumbel); see docs/soft_thinking.md"})
 
     def __post_init__(self) -> None:
         if self.num_samples < 1:
@@ -92,7 +95,7 @@ def evaluate(
     if not examples:
         raise LatentLabError("no examples to evaluate")
     decode_config = decode_config or DecodeConfig()
-    if num_samples > 1 and decode_config.greedy:
+    if num_samples > 1 and strategy is None and decode_config.greedy:
         raise LatentLabError("num_samples > 1 needs sampling (decode.do_sample=true, temperature > 0)")
     template = prompt or spec.prompt
     prompts = [render_prompt(template, ex.question) for ex in examples for _ in range(num_samples)]

@@ -21,7 +21,12 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
     model, tokenizer = load_model_and_tokenizer(cfg.model, dtype=cfg.dtype, device=cfg.device)
     out = Path(cfg.output_dir)
     save_config(cfg, out / "config.yaml")
-    metrics = evaluate(model, tokenizer, examples, spec, cfg.decode, num_samples=cfg.num_samples,
+    strategy = None
+    if cfg.soft_thinking is not None:
+        from latentlab.decoding.soft_thinking import SoftThinkingStrategy
+
+        strategy = SoftThinkingStrategy(cfg.soft_thinking, tokenizer)
+    metrics = evaluate(model, tokenizer, examples, spec, cfg.decode, strategy, num_samples=cfg.num_samples,
                        prompt=cfg.prompt, output_dir=out, progress=progress)
     metrics["model"] = cfg.model
     write_atomic(out / "metrics.json", json.dumps(metrics, indent=2))

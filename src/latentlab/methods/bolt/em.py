@@ -1,0 +1,180 @@
+"""The BoLT driver: warm start on teacher thoughts, then EM iterations, each in its own directory.
+
+    output_dir/
+      config.yaml, base_model/ (the base model with the four BoLT tokens), teacher/ (thoughts + cache)
+      iter_0/      mstep/ (warm start, or the raw baseline), eval/, done.json
+      iter_<i>/    estep/ (shards + manifest, proposals from iteration i-1's model), mstep/, eval/, done.json
+      summary.json one row per iteration: accuracy, E-step ELBO and counts
+
+Every stage leaves a completion marker (manifest shards, mstep/done.json, eval/metrics.json,
+iter_*/done.json); a rerun of the same command skips finished stages and resumes the rest.
+Documents with teacher thoughts keep them in every iteration; the E-step infers the others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+from typing import Sequence
+
+from latentlab.config import save_config
+from latentlab.decoding.loop import DecodeConfig
+from latentlab.errors import LatentLabError
+from latentlab.evaluation.harness import evaluate, write_atomic
+from latentlab.methods.bolt.config import BoltConfig
+from latentlab.methods.bolt.data_format import PRIOR, SOL, BoltTokenIds, Chunk, add_bolt_tokens, chunk_corpus
+from latentlab.methods.bolt.estep import read_estep, run_estep, thoughts_from
+from latentlab.methods.bolt.mstep import corpus_rows, train_on_corpus
+from latentlab.methods.bolt.synthesis import Teacher, ThoughtCache, make_teacher, synthesize_thoughts
+from latentlab.methods.bolt.toy import TOY_PROMPT, ToyCorpusConfig, derivation_teacher, toy_documents
+from latentlab.models.loading import load_model_and_tokenizer
+from latentlab.models.tiny import build_tiny_model, char_tokenizer
+from latentlab.tasks.registry import get_benchmark, load_benchmark, render_prompt
+
+log = logging.getLogger(__name__)
+TOY_CORPUS = "toy-chain"
+
+
+def load_documents(cfg: BoltConfig) -> list[tuple[str, str]]:
+    if cfg.corpus == TOY_CORPUS:
+        docs = toy_documents(ToyCorpusConfig(**cfg.toy_options))
+    else:
+        path = Path(cfg.corpus)
+        if not path.is_file():
+            raise LatentLabError(f"corpus {cfg.corpus!r} not found (a JSONL file with 'text', or {TOY_CORPUS!r})")
+        docs = []
+        with path.open(encoding="utf-8") as f:
+            for n, line in enumerate(f):
+                if line.strip():
+                    try:
+                        row = json.loads(line)
+                        docs.append((str(row.get("id", n)), row["text"]))
+                    except (json.JSONDecodeError, KeyError, TypeError):
+                        raise LatentLabError(f"{path}:{n + 1}: expected a JSON object with a 'text' field") from None
+    return docs[:cfg.corpus_limit] if cfg.corpus_limit else docs
+
+
+def prepare_base_model(cfg: BoltConfig, out: Path) -> Path:
+    """out/base_model: the base model (tiny ones built here) with the BoLT tokens added."""
+    base = out / "base_model"
+    if (base / "done.json").exists():
+        return base
+    path = cfg.model_name_or_path
+    if path.startswith("tiny-"):
+        build_tiny_model(path[5:], char_tokenizer(), out / "init_model", seed=cfg.seed, **cfg.tiny_model_options)
+        path = str(out / "init_model")
+    model, tokenizer = load_model_and_tokenizer(path, dtype=cfg.dtype, device="cpu")
+    add_bolt_tokens(model, tokenizer)
+    model.save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    write_atomic(base / "done.json", "{}")
+    return base
+
+
+def teacher_for(cfg: BoltConfig) -> Teacher:
+    if cfg.teacher.kind == "function" and cfg.corpus == TOY_CORPUS:
+        return derivation_teacher(ToyCorpusConfig(**cfg.toy_options).modulus)
+    return make_teacher(cfg.teacher)
+
+
+def teacher_thoughts(cfg: BoltConfig, documents: Sequence[Sequence[Chunk]], out: Path) -> dict[str, str]:
+    path = out / "teacher" / "thoughts.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    teacher_cfg = cfg.teacher
+    if cfg.corpus == TOY_CORPUS and teacher_cfg.kind == "function":
+        teacher_cfg = dataclasses.replace(teacher_cfg, prompt=TOY_PROMPT)  # what the derivation teacher parses
+    thoughts, stats = synthesize_thoughts(documents, teacher_for(cfg), teacher_cfg, ThoughtCache(out / "teacher" / "cache"))
+    if stats["failed"]:
+        log.warning("teacher: %d chunks without a thought stay raw in the warm start", stats["failed"])
+    write_atomic(out / "teacher" / "stats.json", json.dumps(stats, indent=2))
+    write_atomic(path, json.dumps(thoughts))
+    return thoughts
+
+
+def eval_prompt(cfg: BoltConfig, tokenizer, latent: bool) -> str:
+    """Template: BOS (when the tokenizer does not add one) + few-shot + prompt [+ SOL <|prior|>]."""
+    bos = tokenizer.bos_token or ""
+    adds_bos = bos and tokenizer("a")["input_ids"][:1] == [tokenizer.bos_token_id]
+    shots = ""
+    if cfg.eval_few_shot:
+        for ex in load_benchmark(cfg.task, "train", limit=cfg.eval_few_shot, **cfg.task_options):
+            shots += render_prompt(cfg.eval_prompt, ex.question) + f"{ex.cot_text()} The answer is: {ex.answer}\n\n"
+    return ("" if adds_bos else bos) + shots + cfg.eval_prompt + (SOL + PRIOR if latent else "")
+
+
+def evaluate_model(cfg: BoltConfig, model_dir: Path, out_dir: Path, latent: bool) -> dict:
+    if (out_dir / "metrics.json").exists():
+        return json.loads((out_dir / "metrics.json").read_text())
+    model, tokenizer = load_model_and_tokenizer(model_dir, dtype=cfg.dtype, device="cpu" if cfg.use_cpu else "auto")
+    examples = load_benchmark(cfg.task, cfg.eval_split, limit=cfg.eval_limit, **cfg.task_options)
+    stop = [BoltTokenIds.from_tokenizer(tokenizer).sol] if latent else []  # the next chunk's thought
+    dcfg = DecodeConfig(max_new_tokens=cfg.eval_max_new_tokens, batch_size=cfg.eval_batch_size, stop_token_ids=stop,
+                        add_special_tokens=True)
+    return evaluate(model, tokenizer, examples, get_benchmark(cfg.task), dcfg,
+                    prompt=eval_prompt(cfg, tokenizer, latent), output_dir=out_dir)
+
+
+def _mstep(cfg: BoltConfig, init: Path, documents, thoughts: dict, out: Path, seed: int) -> Path:
+    from latentlab.models.loading import load_tokenizer
+
+    rows, counts = corpus_rows(load_tokenizer(init), documents, thoughts, cfg.prior_probability, cfg.seq_len, seed)
+    return train_on_corpus(cfg, init, rows, out, dtype=cfg.dtype, counts=counts)
+
+
+def run_bolt(cfg: BoltConfig) -> dict:
+    """Run (or resume) a BoLT experiment; returns the summary (also written to summary.json)."""
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    raw_docs = load_documents(cfg)
+    documents, skipped = chunk_corpus(raw_docs, cfg.chunk_mean_sentences, cfg.chunk_max_sentences)
+    if skipped:
+        log.warning("skipped %d empty documents", skipped)
+    if not documents:
+        raise LatentLabError("the corpus has no non-empty documents")
+    base = prepare_base_model(cfg, out)
+    rows = []
+
+    # iteration 0: the raw baseline, or the warm start on teacher thoughts
+    it0 = out / "iter_0"
+    if cfg.mode == "raw":
+        model = _mstep(cfg, base, documents, {}, it0 / "mstep", cfg.seed)
+        rows.append({"iteration": 0, "kind": "raw", **_metrics(evaluate_model(cfg, model, it0 / "eval", False))})
+        return _write_summary(out, rows, skipped)
+    with_teacher = documents if cfg.teacher_docs is None else documents[:cfg.teacher_docs]
+    fixed = teacher_thoughts(cfg, with_teacher, out)
+    model = Path(cfg.warm_start_model) if cfg.warm_start_model else _mstep(cfg, base, documents, fixed, it0 / "mstep", cfg.seed)
+    rows.append({"iteration": 0, "kind": "warm start", **_metrics(evaluate_model(cfg, model, it0 / "eval", True))})
+    if cfg.mode == "teacher":
+        return _write_summary(out, rows, skipped)
+
+    to_infer = documents[len(with_teacher):]
+    if not to_infer:
+        raise LatentLabError("every document has teacher thoughts: nothing for the E-step (set teacher_docs)")
+    for i in range(1, cfg.em_iterations + 1):
+        it = out / f"iter_{i}"
+        proposer, tokenizer = load_model_and_tokenizer(model, dtype=cfg.dtype, device="cpu" if cfg.use_cpu else "auto")
+        manifest = run_estep(proposer, tokenizer, to_infer, it / "estep", cfg.estep, BoltTokenIds.from_tokenizer(tokenizer))
+        del proposer
+        thoughts = {**thoughts_from(read_estep(it / "estep")), **fixed}
+        init = base if cfg.restart_from_base else model
+        model = _mstep(cfg, init, documents, thoughts, it / "mstep", cfg.seed + i)
+        metrics = _metrics(evaluate_model(cfg, model, it / "eval", True))
+        rows.append({"iteration": i, "kind": f"EM K={cfg.estep.num_samples} {cfg.estep.selection}", **metrics,
+                     **{f"proposer_{k}": v for k, v in manifest["summary"].items()}})
+        write_atomic(it / "done.json", json.dumps(rows[-1], indent=2))
+    return _write_summary(out, rows, skipped)
+
+
+def _metrics(m: dict) -> dict:
+    return {k: m[k] for k in ("accuracy", "accuracy_flexible", "mean_generated_tokens", "num_examples")}
+
+
+def _write_summary(out: Path, rows: list[dict], skipped_docs: int) -> dict:
+    summary = {"iterations": rows, "skipped_empty_documents": skipped_docs}
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2, default=str))
+    return summary
+

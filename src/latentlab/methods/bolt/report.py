@@ -1,0 +1,84 @@
+"""Markdown report and plots of the BoLT toy experiment (results.json -> report.md + PNGs)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from latentlab.analysis.plots import plt
+from latentlab.evaluation.harness import write_atomic
+
+
+def _pct(x) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
+
+
+def _num(x) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
+
+
+def results_table(rows: list[dict]) -> str:
+    lines = ["| run | iteration | accuracy | eval thoughts exact | proposer ELBO k=1 / 2 / 4 (nats/chunk) | "
+             "proposals exact | selected exact | steps |", "|---|---:|---:|---:|---|---:|---:|---:|"]
+    for r in rows:
+        elbo = " / ".join(_num(r.get(f"proposer_elbo_k{k}")) for k in (1, 2, 4))
+        lines.append(f"| {r['label']} | {r['iteration']} | {_pct(r['accuracy'])} | {_pct(r.get('eval_thoughts_correct'))} "
+                     f"| {elbo} | {_pct(r.get('proposals_correct'))} | {_pct(r.get('selected_correct'))} | {r['max_steps']} |")
+    return "\n".join(lines)
+
+
+def plot_curves(rows: list[dict], path: Path) -> None:
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    teacher = next((r for r in rows if r["variant"] == "teacher"), None)
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        its = [r for r in rows if r["variant"] == variant]
+        if variant.startswith(("em", "uniform")):
+            its = ([teacher] if teacher else []) + its
+            axes[0].plot([r["iteration"] for r in its], [100 * r["accuracy"] for r in its], marker="o", label=its[-1]["label"])
+            em = [r for r in its if "proposer_elbo_k4" in r or "proposer_elbo_k1" in r]
+            key = "proposer_elbo_k4" if all("proposer_elbo_k4" in r for r in em) else "proposer_elbo_k1"
+            axes[1].plot([r["iteration"] - 1 for r in em], [r[key] for r in em], marker="o",
+                         label=f"{its[-1]['label']} ({key[-2:]})")
+            axes[2].plot([r["iteration"] for r in em], [100 * r.get("selected_correct", math.nan) for r in em],
+                         marker="o", label=its[-1]["label"])
+        elif variant.startswith("raw"):
+            axes[0].axhline(100 * its[0]["accuracy"], linestyle="--", color="gray" if "compute" in variant else "k",
+                            label=its[0]["label"])
+    axes[0].set(xlabel="EM iteration (0 = warm start)", ylabel="test accuracy (%)", title="accuracy")
+    axes[1].set(xlabel="model (0 = warm start)", ylabel="ELBO (nats / chunk)", title="E-step ELBO of the proposer")
+    axes[2].set(xlabel="EM iteration", ylabel="selected thoughts exact (%)", title="thought quality")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_toy_report(cfg, out: Path, rows: list[dict]) -> Path:
+    plot_curves(rows, out / "bolt_toy.png")
+    quick = " quick=true" if cfg.quick else ""
+    text = f"""# BoLT toy experiment
+
+Documents state chain-arithmetic questions and their results only ("Q: 7+5*3. The answer is: 2.");
+the latent thought of an answer sentence is its derivation. The first `teacher_docs` documents get
+exact derivations from the stand-in teacher; EM infers the thoughts of the rest. Every model is a
+random tiny char-level GPT-2 trained from scratch with the same number of optimizer steps per M-step
+(except "raw only (same tokens)"). Accuracy: held-out test problems; latent models are prompted
+`Q: ... SOL <|prior|>` and write a thought, EOL, then the answer. ELBO: the E-step's k-sample bound
+under the model that proposed (iteration i's row: the model of iteration i-1). "exact": thoughts equal
+to the true derivation (answer chunks only).
+
+{results_table(rows)}
+
+![curves](bolt_toy.png)
+
+## Reproduce
+
+```
+latentlab bolt-toy output_dir={cfg.output_dir} iterations={cfg.iterations}{quick}
+```
+Per-run details: `<variant>/summary.json`, `<variant>/iter_*/estep/manifest.json`, `<variant>/iter_*/eval/`.
+"""
+    write_atomic(out / "report.md", text)
+    return out / "report.md"

@@ -1,0 +1,81 @@
+"""The toy corpus: "compressed" arithmetic documents whose latent thoughts are the derivations.
+
+A document is a few chain problems (tasks/synthetic.py) written as raw text that states only the
+question and the result, one sentence each (a newline ends each answer line):
+
+    Q: 7+5*3-4. The answer is: 2.
+    Q: 3*3+1. The answer is: 0.
+
+The true latent thought of an answer sentence is the derivation `7+5=2 2*3=6 6-4=2` of the question
+in the previous sentence; a question sentence's thought is empty. `derivation_teacher` writes
+exactly these (the stand-in for a strong teacher), and `thought_is_correct` grades any thought.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from latentlab.errors import LatentLabError
+from latentlab.methods.bolt.synthesis import FunctionTeacher
+from latentlab.tasks.synthetic import generate_chain
+
+TOY_PROMPT = "{prefix}|{chunk}"  # what the derivation teacher parses
+TOY_EVAL_PROMPT = "Q: {question}. "
+_QUESTION = re.compile(r"Q: ([0-9+\-*]+)\. ")
+
+
+@dataclass
+class ToyCorpusConfig:
+    documents: int = field(default=600, metadata={"help": "raw documents"})
+    problems_per_document: int = field(default=2, metadata={"help": "chain problems per document"})
+    num_steps: int = field(default=3, metadata={"help": "operations per problem"})
+    modulus: int = field(default=10, metadata={"help": "number range"})
+    seed: int = field(default=0, metadata={"help": "problem generator seed"})
+
+    def __post_init__(self) -> None:
+        if self.documents < 1 or self.problems_per_document < 1:
+            raise LatentLabError("toy documents and problems_per_document must be >= 1")
+
+    def task_options(self, n: int) -> dict:
+        return {"num_steps": self.num_steps, "modulus": self.modulus, "num_examples": n, "seed": self.seed}
+
+
+def toy_documents(cfg: ToyCorpusConfig) -> list[tuple[str, str]]:
+    problems = generate_chain("train", **cfg.task_options(cfg.documents * cfg.problems_per_document))
+    k = cfg.problems_per_document
+    return [(f"toy{d}", "".join(f"Q: {p.question}. The answer is: {p.answer}.\n" for p in problems[d * k:(d + 1) * k]))
+            for d in range(cfg.documents)]
+
+
+def derivation(question: str, modulus: int = 10) -> str:
+    """The left-to-right derivation of a chain question ("7+5*3" mod 10 -> "7+5=2 2*3=6")."""
+    m = re.fullmatch(r"(\d+)((?:[+\-*]\d+)+)", question)
+    if not m:
+        raise LatentLabError(f"not a chain question: {question!r}")
+    mod = modulus
+    value, steps = int(m.group(1)), []
+    for op, num in re.findall(r"([+\-*])(\d+)", m.group(2)):
+        new = {"+": value + int(num), "-": value - int(num), "*": value * int(num)}[op] % mod
+        steps.append(f"{value}{op}{num}={new}")
+        value = new
+    return " ".join(steps)
+
+
+def true_thought(prefix: str, chunk: str, modulus: int = 10) -> str:
+    """Derivation for an answer sentence (question read from the prefix); empty for anything else."""
+    if not chunk.startswith("The answer is"):
+        return ""
+    questions = _QUESTION.findall(prefix)
+    return derivation(questions[-1], modulus) if questions else ""
+
+
+def derivation_teacher(modulus: int = 10) -> FunctionTeacher:
+    def think(prompt: str) -> str:
+        prefix, chunk = prompt.rsplit("|", 1)
+        return true_thought(prefix, chunk, modulus)
+    return FunctionTeacher(think, name="toy-derivation")
+
+
+def thought_is_correct(question: str, thought: str, modulus: int = 10) -> bool:
+    return thought.strip() == derivation(question, modulus)

@@ -1,0 +1,34 @@
+"""The demo's BoLT rows in quick mode: three rows, the E-step ran on every inferred chunk, a report section."""
+
+import json
+
+import pytest
+
+from latentlab.demo import DemoConfig, run_demo
+
+
+@pytest.fixture(scope="module")
+def bolt_demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bolt_demo")
+    run_demo(DemoConfig(quick=True, rows=["bolt"], output_dir=str(out)))
+    return out
+
+
+def test_quick_bolt_rows(bolt_demo):
+    results = json.loads((bolt_demo / "results.json").read_text())["rows"]
+    assert set(results) == {"BoLT raw only", "BoLT teacher thoughts", "BoLT EM iter 1 (K=4)"}
+    raw, teacher, em = (results[k] for k in ("BoLT raw only", "BoLT teacher thoughts", "BoLT EM iter 1 (K=4)"))
+    # quick mode trains 8 steps: the models are not expected to solve anything (see docs/LOG.md)
+    for r in (raw, teacher, em):
+        assert r["num_examples"] == 20 and r["num_errors"] == 0
+    assert "latent" in teacher["prompt"] and "latent" not in raw["prompt"]
+    rows = json.loads((bolt_demo / "bolt" / "results.json").read_text())
+    em_row = next(r for r in rows if r["variant"] == "em-k4")
+    assert em_row["proposer_chunks"] == 2 * (40 - 10)
+    closed = em_row["proposer_elbo_k1_chunks"]
+    assert closed + em_row["proposer_chunks_without_closed_proposal"] >= 1
+    train = json.loads((bolt_demo / "bolt" / "em-k4" / "iter_1" / "mstep" / "train_metrics.json").read_text())
+    assert train["chunks_with_thought"] == 20 + 60 - em_row["proposer_chunks_without_closed_proposal"]
+    report = (bolt_demo / "report.md").read_text()
+    assert "## BoLT rows" in report and "| BoLT EM iter 1 (K=4) |" in report
+    assert (bolt_demo / "bolt" / "bolt_toy.png").stat().st_size > 1000
