@@ -22,6 +22,18 @@ from transformers import (
 from latentlab.errors import LatentLabError
 
 
+def validate_shaping(temperature: float, top_k: int, top_p: float, min_p: float) -> None:
+    """Check temperature, top-k, top-p and min-p values (shared by every config that has them)."""
+    if not math.isfinite(temperature) or temperature < 0:
+        raise LatentLabError(f"temperature must be a finite number >= 0, got {temperature}")
+    if not isinstance(top_k, int) or top_k < 0:
+        raise LatentLabError(f"top_k must be an integer >= 0, got {top_k}")
+    if not 0 < top_p <= 1:
+        raise LatentLabError(f"top_p must be in (0, 1], got {top_p}")
+    if not 0 <= min_p < 1:
+        raise LatentLabError(f"min_p must be in [0, 1), got {min_p}")
+
+
 @dataclass
 class SamplingConfig:
     """How the next token is chosen from the logits. temperature 0 or do_sample=False means greedy."""
@@ -36,14 +48,7 @@ class SamplingConfig:
         self.validate()
 
     def validate(self) -> None:
-        if not math.isfinite(self.temperature) or self.temperature < 0:
-            raise LatentLabError(f"temperature must be a finite number >= 0, got {self.temperature}")
-        if not isinstance(self.top_k, int) or self.top_k < 0:
-            raise LatentLabError(f"top_k must be an integer >= 0, got {self.top_k}")
-        if not 0 < self.top_p <= 1:
-            raise LatentLabError(f"top_p must be in (0, 1], got {self.top_p}")
-        if not 0 <= self.min_p < 1:
-            raise LatentLabError(f"min_p must be in [0, 1), got {self.min_p}")
+        validate_shaping(self.temperature, self.top_k, self.top_p, self.min_p)
 
     @property
     def greedy(self) -> bool:

@@ -38,7 +38,7 @@ from latentlab.decoding.concept_tokens import (
     keep_top,
     tempered_probs,
 )
-from latentlab.decoding.sampling import SamplingConfig, choose_tokens
+from latentlab.decoding.sampling import SamplingConfig, choose_tokens, validate_shaping
 from latentlab.decoding.strategies import InputStrategy, StepContext, StepDecision
 from latentlab.errors import LatentLabError
 
@@ -84,14 +84,7 @@ class SoftThinkingConfig:
     def validate(self) -> None:
         if self.mode not in MODES:
             raise LatentLabError(f"soft thinking mode must be one of {MODES}, got {self.mode!r}")
-        if not math.isfinite(self.temperature) or self.temperature < 0:
-            raise LatentLabError(f"temperature must be a finite number >= 0, got {self.temperature}")
-        if not isinstance(self.top_k, int) or self.top_k < 0:
-            raise LatentLabError(f"top_k must be an integer >= 0, got {self.top_k}")
-        if not 0 < self.top_p <= 1:
-            raise LatentLabError(f"top_p must be in (0, 1], got {self.top_p}")
-        if not 0 <= self.min_p < 1:
-            raise LatentLabError(f"min_p must be in [0, 1), got {self.min_p}")
+        validate_shaping(self.temperature, self.top_k, self.top_p, self.min_p)
         if not isinstance(self.max_topk, int) or self.max_topk < 1:
             raise LatentLabError(f"max_topk must be an integer >= 1, got {self.max_topk}")
         if not self.dirichlet_gamma > 0 or not math.isfinite(self.dirichlet_gamma):
