@@ -27,11 +27,10 @@ from latentlab.config import save_config
 from latentlab.errors import LatentLabError
 from latentlab.methods.formatting import ANSWER_PROMPT, tokenize_sft_example
 from latentlab.models.loading import LoraSettings, apply_lora, load_model_and_tokenizer
-from latentlab.models.tiny import TINY_ARCHS, build_tiny_model, char_tokenizer
+from latentlab.models.tiny import TINY_ARCHS, TINY_PREFIX, resolve_base_model
 from latentlab.tasks.registry import get_benchmark, load_benchmark
 
 log = logging.getLogger(__name__)
-TINY_PREFIX = "tiny-"
 
 
 @dataclass
@@ -72,12 +71,7 @@ class SFTConfig(TrainingArguments):
 
 def prepare_model(cfg: SFTConfig, special_tokens: list[str] | None = None):
     """Load (or, for tiny-*, build once in output_dir/init_model) the model and tokenizer."""
-    path = cfg.model_name_or_path
-    if path.startswith(TINY_PREFIX):
-        init_dir = Path(cfg.output_dir) / "init_model"
-        if not (init_dir / "config.json").exists():
-            build_tiny_model(cfg.tiny_arch, char_tokenizer(), init_dir, seed=cfg.seed, **cfg.tiny_model_options)
-        path = str(init_dir)
+    path = resolve_base_model(cfg.model_name_or_path, cfg.output_dir, cfg.seed, cfg.tiny_model_options)
     model, tokenizer = load_model_and_tokenizer(path, dtype=cfg.dtype, device="cpu" if cfg.use_cpu else "auto",
                                                 special_tokens=special_tokens)
     if cfg.lora is not None:

@@ -94,3 +94,16 @@ def build_tiny_model(
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     return out_dir
+
+
+TINY_PREFIX = "tiny-"
+
+
+def resolve_base_model(name_or_path: str, output_dir: str | Path, seed: int = 0, tiny_options: dict | None = None) -> str:
+    """The hub name/path to load; 'tiny-<arch>' builds a random tiny model once in output_dir/init_model."""
+    if not name_or_path.startswith(TINY_PREFIX):
+        return name_or_path
+    init_dir = Path(output_dir) / "init_model"
+    if not (init_dir / "config.json").exists():
+        build_tiny_model(name_or_path[len(TINY_PREFIX):], char_tokenizer(), init_dir, seed=seed, **(tiny_options or {}))
+    return str(init_dir.resolve())

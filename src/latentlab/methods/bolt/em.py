@@ -30,7 +30,7 @@ from latentlab.methods.bolt.mstep import corpus_rows, train_on_corpus
 from latentlab.methods.bolt.synthesis import Teacher, ThoughtCache, make_teacher, synthesize_thoughts
 from latentlab.methods.bolt.toy import TOY_PROMPT, ToyCorpusConfig, derivation_teacher, toy_documents
 from latentlab.models.loading import load_model_and_tokenizer
-from latentlab.models.tiny import build_tiny_model, char_tokenizer
+from latentlab.models.tiny import resolve_base_model
 from latentlab.tasks.registry import get_benchmark, load_benchmark, render_prompt
 
 log = logging.getLogger(__name__)
@@ -61,10 +61,7 @@ def prepare_base_model(cfg: BoltConfig, out: Path) -> Path:
     base = out / "base_model"
     if (base / "done.json").exists():
         return base
-    path = cfg.model_name_or_path
-    if path.startswith("tiny-"):
-        build_tiny_model(path[5:], char_tokenizer(), out / "init_model", seed=cfg.seed, **cfg.tiny_model_options)
-        path = str(out / "init_model")
+    path = resolve_base_model(cfg.model_name_or_path, out, cfg.seed, cfg.tiny_model_options)
     model, tokenizer = load_model_and_tokenizer(path, dtype=cfg.dtype, device="cpu")
     add_bolt_tokens(model, tokenizer)
     model.save_pretrained(base)

@@ -23,7 +23,7 @@ from torch import nn
 
 from latentlab.errors import LatentLabError
 from latentlab.models.loading import load_model_and_tokenizer, load_tokenizer
-from latentlab.models.tiny import build_tiny_model, char_tokenizer
+from latentlab.models.tiny import resolve_base_model
 
 log = logging.getLogger(__name__)
 CONFIG_FILE = "codi_config.json"
@@ -96,12 +96,7 @@ def spec_from_config(cfg, base_model: str) -> CODISpec:
 
 def base_model_path(cfg) -> str:
     """The hub name/path to load; for tiny-* a random model built once in output_dir/init_model."""
-    if not cfg.model_name_or_path.startswith("tiny-"):
-        return cfg.model_name_or_path
-    init_dir = Path(cfg.output_dir) / "init_model"
-    if not (init_dir / "config.json").exists():
-        build_tiny_model(cfg.tiny_arch, char_tokenizer(), init_dir, seed=cfg.seed, **cfg.tiny_model_options)
-    return str(init_dir.resolve())
+    return resolve_base_model(cfg.model_name_or_path, cfg.output_dir, cfg.seed, cfg.tiny_model_options)
 
 
 def build_codi_model(cfg) -> tuple[CODIModel, object]:
