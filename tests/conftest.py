@@ -41,3 +41,14 @@ def tiny_chain_run(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("chain_cot")
     train_sft(sft_config(run_dir))
     return run_dir
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and lose 10-100x when other jobs share the cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

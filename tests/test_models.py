@@ -26,13 +26,7 @@ TEXT = "Hi , there . x = 12 + 3 ?\n  (a) b;c: 3*4 / 5 - 6 #| <_>\nend 0987 \n"
 FIXED_INPUT = torch.tensor([[5, 6, 7, 8, 9, 10, 40, 41], [12, 13, 14, 15, 16, 17, 18, 19]])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and lose a lot when other jobs share the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest
 
 
 @pytest.fixture(scope="module")

@@ -17,12 +17,7 @@ from latentlab.evaluation.metrics import pass_at_k
 from latentlab.models import build_tiny_model, char_tokenizer, load_model_and_tokenizer
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest
 
 
 @pytest.fixture(scope="module")
