@@ -263,3 +263,9 @@ def test_decode_config_unknown_key():
     with pytest.raises(LatentLabError, match="max_new_token") as info:
         load_config(DecodeConfig, None, ["max_new_token=3"])
     assert "'max_new_tokens'" in str(info.value)
+
+
+def test_override_that_is_not_yaml_is_taken_as_text():
+    from latentlab.config import parse_overrides
+
+    assert parse_overrides(["prompt={question}\n<think>"]) == {"prompt": "{question}\n<think>"}

@@ -31,7 +31,10 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise LatentLabError(f"override {item!r} is not of the form key=value")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw != "" else ""
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:  # not YAML (e.g. a prompt with newlines): take the text as it is
+            value = raw
         node = out
         *parents, leaf = key.strip().split(".")
         for p in parents:
