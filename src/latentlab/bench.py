@@ -24,7 +24,7 @@ from latentlab.config import config_to_dict, load_config
 from latentlab.decoding.loop import DecodeConfig, decode
 from latentlab.evaluation.harness import write_atomic
 from latentlab.models.loading import load_model_and_tokenizer, resolve_device
-from latentlab.models.tiny import build_tiny_model, char_tokenizer
+from latentlab.models.tiny import build_tiny_model, char_tokenizer, tiny_size_overrides
 from latentlab.tasks.synthetic import generate_chain
 
 
@@ -70,10 +70,7 @@ def bench_decode(cfg: DecodeBenchConfig) -> dict[str, Any]:
     path = cfg.model
     if not path:
         path = tempfile.mkdtemp(prefix="latentlab-bench-")
-        heads = max(1, cfg.width // 64)
-        sizes = ({"n_embd": cfg.width, "n_layer": cfg.layers, "n_head": heads} if cfg.arch == "gpt2" else
-                 {"hidden_size": cfg.width, "num_hidden_layers": cfg.layers, "num_attention_heads": heads,
-                  "num_key_value_heads": heads, "intermediate_size": 4 * cfg.width, "head_dim": 64})
+        sizes = tiny_size_overrides(cfg.arch, cfg.width, cfg.layers, heads=max(1, cfg.width // 64))
         build_tiny_model(cfg.arch, char_tokenizer(), path, **sizes)
     model, tok = load_model_and_tokenizer(path, dtype=cfg.dtype, device=str(device))
     model.eval()

@@ -226,14 +226,13 @@ def _median_seconds(fn, repeats: int, device: torch.device) -> float:
 def run_soft_bench(cfg: SoftBenchConfig) -> dict[str, Any]:
     from latentlab.bench import environment
     from latentlab.models.loading import load_model_and_tokenizer, resolve_device
-    from latentlab.models.tiny import build_tiny_model, char_tokenizer
+    from latentlab.models.tiny import build_tiny_model, char_tokenizer, tiny_size_overrides
 
     device = resolve_device(cfg.device)
     path = Path(cfg.output_dir) / "model"
-    heads = max(1, cfg.width // 64)
-    sizes = ({"n_embd": cfg.width, "n_layer": cfg.layers, "n_head": heads, "n_positions": 1024} if cfg.arch == "gpt2"
-             else {"hidden_size": cfg.width, "num_hidden_layers": cfg.layers, "num_attention_heads": heads,
-                   "num_key_value_heads": heads, "intermediate_size": 4 * cfg.width, "head_dim": 64})
+    sizes = tiny_size_overrides(cfg.arch, cfg.width, cfg.layers, heads=max(1, cfg.width // 64))
+    if cfg.arch == "gpt2":
+        sizes["n_positions"] = 1024
     build_tiny_model(cfg.arch, char_tokenizer(extra_tokens=["<think>", "</think>"]), path, **sizes)
     model, tok = load_model_and_tokenizer(path, dtype="float32", device=str(device))
     # a random model may write eos at any step; forbid it so every run lasts exactly its steps

@@ -34,6 +34,17 @@ TINY_ARCHS = {
 }
 
 
+def tiny_size_overrides(arch: str, width: int, layers: int, heads: int | None = None) -> dict:
+    """Config overrides that resize a tiny model (benchmarks). With `heads`, heads of width 64 and a
+    4x MLP are set too; without, the architecture's tiny head layout is kept."""
+    if arch == "gpt2":
+        return {"n_embd": width, "n_layer": layers, **({"n_head": heads} if heads else {})}
+    sizes = {"hidden_size": width, "num_hidden_layers": layers}
+    if heads:
+        sizes.update(num_attention_heads=heads, num_key_value_heads=heads, intermediate_size=4 * width, head_dim=64)
+    return sizes
+
+
 def char_tokenizer(charset: str = CHARSET, extra_tokens: Iterable[str] = ()) -> PreTrainedTokenizerFast:
     """A character-level tokenizer: special tokens, then every character of `charset`."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers

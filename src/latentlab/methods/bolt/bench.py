@@ -25,7 +25,7 @@ from latentlab.methods.bolt.data_format import add_bolt_tokens, chunk_corpus
 from latentlab.methods.bolt.estep import EStepConfig, LogProbSampler, chunk_prompts
 from latentlab.methods.bolt.toy import ToyCorpusConfig, toy_documents
 from latentlab.models.loading import load_model_and_tokenizer, resolve_device
-from latentlab.models.tiny import build_tiny_model, char_tokenizer
+from latentlab.models.tiny import build_tiny_model, char_tokenizer, tiny_size_overrides
 
 
 @dataclass
@@ -45,8 +45,7 @@ class EStepBenchConfig:
 def run_estep_bench(cfg: EStepBenchConfig) -> dict:
     device = resolve_device(cfg.device)
     with tempfile.TemporaryDirectory() as tmp:
-        overrides = {"n_embd": cfg.width, "n_layer": cfg.layers} if cfg.arch == "gpt2" else {
-            "hidden_size": cfg.width, "num_hidden_layers": cfg.layers}
+        overrides = tiny_size_overrides(cfg.arch, cfg.width, cfg.layers)
         path = build_tiny_model(cfg.arch, char_tokenizer(), tmp, **overrides)
         model, tok = load_model_and_tokenizer(path, dtype="float32", device=str(device))
     ids = add_bolt_tokens(model, tok)

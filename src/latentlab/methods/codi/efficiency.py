@@ -104,12 +104,12 @@ def _train_step_child(method: str, cfg: TrainStepBenchConfig, queue) -> None:
     from latentlab.methods.codi.loss import codi_loss
     from latentlab.methods.codi.model import build_codi_model
     from latentlab.methods.formatting import tokenize_sft_example
+    from latentlab.models.tiny import tiny_size_overrides
     from latentlab.tasks.synthetic import generate_chain
 
     device = torch.device(cfg.device)
     with tempfile.TemporaryDirectory() as tmp:
-        size = {"n_embd": cfg.width, "n_layer": cfg.layers} if cfg.arch == "gpt2" else \
-            {"hidden_size": cfg.width, "num_hidden_layers": cfg.layers}
+        size = tiny_size_overrides(cfg.arch, cfg.width, cfg.layers)
         codi_cfg = load_config(CODIConfig, None, [f"output_dir={tmp}", f"model_name_or_path=tiny-{cfg.arch}",
                                                   f"num_latent={cfg.num_latent}", "report_to=none",
                                                   f"use_cpu={cfg.device == 'cpu'}", f"tiny_model_options={json.dumps(size)}"])
