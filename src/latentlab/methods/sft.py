@@ -25,6 +25,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from latentlab.config import save_config
 from latentlab.errors import LatentLabError
+from latentlab.evaluation.harness import write_atomic
 from latentlab.methods.formatting import ANSWER_PROMPT, tokenize_sft_example
 from latentlab.models.loading import LoraSettings, apply_lora, load_model_and_tokenizer
 from latentlab.models.tiny import TINY_ARCHS, TINY_PREFIX, resolve_base_model
@@ -72,7 +73,7 @@ class SFTConfig(TrainingArguments):
 def prepare_model(cfg: SFTConfig, special_tokens: list[str] | None = None):
     """Load (or, for tiny-*, build once in output_dir/init_model) the model and tokenizer."""
     path = resolve_base_model(cfg.model_name_or_path, cfg.output_dir, cfg.seed, cfg.tiny_model_options)
-    model, tokenizer = load_model_and_tokenizer(path, dtype=cfg.dtype, device="cpu" if cfg.use_cpu else "auto",
+    model, tokenizer = load_model_and_tokenizer(path, dtype=cfg.dtype, device=str(cfg.device),  # this rank's device
                                                 special_tokens=special_tokens)
     if cfg.lora is not None:
         model = apply_lora(model, cfg.lora)
@@ -104,12 +105,15 @@ def build_sft_dataset(cfg: SFTConfig, tokenizer) -> tuple[Any, dict[str, int]]:
     return Dataset.from_list(rows), counts
 
 
-def train_sft(cfg: SFTConfig) -> Path:
-    """Train, save the final HF model to output_dir/model, return that path."""
+def train_sft(cfg: SFTConfig, callbacks: list | None = None) -> Path:
+    """Train, save the final HF model to output_dir/model, return that path.
+    Under a distributed launch every rank calls this; files are written by the main process only."""
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
-    model, tokenizer = prepare_model(cfg)
+    if cfg.should_save:
+        save_config(cfg, out / "config.yaml")
+    with cfg.main_process_first(local=cfg.save_on_each_node, desc="building the model"):  # tiny-* is written once
+        model, tokenizer = prepare_model(cfg)
     dataset, counts = build_sft_dataset(cfg, tokenizer)
     tokenizer.padding_side = "right"
     trainer = Trainer(
@@ -118,6 +122,7 @@ def train_sft(cfg: SFTConfig) -> Path:
         train_dataset=dataset,
         data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
         processing_class=tokenizer,
+        callbacks=callbacks,
     )
     last = get_last_checkpoint(str(out)) if cfg.resume and out.is_dir() else None
     if last:
@@ -126,11 +131,14 @@ def train_sft(cfg: SFTConfig) -> Path:
     final = out / "model"
     if cfg.lora is not None:  # keep the adapter, and save a merged model that loads like any other
         trainer.save_model(str(out / "adapter"))
-        trainer.model.merge_and_unload().save_pretrained(str(final))
+        if cfg.should_save:
+            trainer.accelerator.unwrap_model(trainer.model).merge_and_unload().save_pretrained(str(final))
     else:
         trainer.save_model(str(final))
-    tokenizer.save_pretrained(str(final))
-    trainer.state.save_to_json(str(out / "trainer_state.json"))
-    metrics = {**result.metrics, **counts, "resumed_from": last}
-    (out / "train_metrics.json").write_text(json.dumps(metrics, indent=2))
+    if cfg.should_save:
+        tokenizer.save_pretrained(str(final))
+        trainer.state.save_to_json(str(out / "trainer_state.json"))
+        metrics = {**result.metrics, **counts, "resumed_from": last}
+        write_atomic(out / "train_metrics.json", json.dumps(metrics, indent=2))
+    trainer.accelerator.wait_for_everyone()  # every rank returns once the files exist
     return final

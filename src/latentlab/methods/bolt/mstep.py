@@ -49,27 +49,30 @@ def is_done(out_dir: Path) -> bool:
 
 
 def train_on_corpus(cfg: TrainingArguments, init_model_dir: str | Path, rows: list[dict], out_dir: str | Path,
-                    dtype: str = "float32", counts: dict | None = None, **changes) -> Path:
-    """Train from `init_model_dir` on `rows`; returns out_dir/model. Finished steps are not redone."""
+                    dtype: str = "float32", counts: dict | None = None, callbacks: list | None = None,
+                    **changes) -> Path:
+    """Train from `init_model_dir` on `rows`; returns out_dir/model. Finished steps are not redone.
+    Under a distributed launch every rank calls this; files are written by the main process only."""
     from datasets import Dataset
 
     out = Path(out_dir)
     if is_done(out):
         return out / "model"
     out.mkdir(parents=True, exist_ok=True)
-    model, tokenizer = load_model_and_tokenizer(init_model_dir, dtype=dtype,
-                                                device="cpu" if cfg.use_cpu else "auto")
     args = trainer_arguments(cfg, out, **changes)
+    model, tokenizer = load_model_and_tokenizer(init_model_dir, dtype=dtype, device=str(args.device))
     trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
-                      data_collator=default_data_collator, processing_class=tokenizer)
+                      data_collator=default_data_collator, processing_class=tokenizer, callbacks=callbacks)
     last = get_last_checkpoint(str(out))
     if last:
         log.info("M-step: resuming from %s", last)
     result = trainer.train(resume_from_checkpoint=last)
     trainer.save_model(str(out / "model"))
-    tokenizer.save_pretrained(str(out / "model"))
-    trainer.state.save_to_json(str(out / "trainer_state.json"))
-    write_atomic(out / "train_metrics.json", json.dumps({**result.metrics, **(counts or {}), "resumed_from": last},
-                                                         indent=2))
-    write_atomic(out / "done.json", "{}")
+    if args.should_save:
+        tokenizer.save_pretrained(str(out / "model"))
+        trainer.state.save_to_json(str(out / "trainer_state.json"))
+        write_atomic(out / "train_metrics.json",
+                     json.dumps({**result.metrics, **(counts or {}), "resumed_from": last}, indent=2))
+        write_atomic(out / "done.json", "{}")
+    trainer.accelerator.wait_for_everyone()  # every rank returns once done.json exists
     return out / "model"

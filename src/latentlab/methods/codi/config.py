@@ -105,6 +105,11 @@ class CODIConfig(TrainingArguments):
             raise LatentLabError(f"unknown tiny model {self.model_name_or_path!r}; "
                                  f"choose tiny-{{{','.join(sorted(TINY_ARCHS))}}}")
         self.remove_unused_columns = False  # the CODI collator needs every column
+        if self.ddp_find_unused_parameters is None:
+            # DDP must be told when a trainable module gets no gradient: only the projection without thoughts.
+            # Every other weight is used in every step (same passes on every rank: teacher, prefill,
+            # num_latent thoughts, decoder), so the cheaper setting is safe (tests/test_distributed.py).
+            self.ddp_find_unused_parameters = self.use_projection and self.num_latent == 0
         super().__post_init__()
 
     @property

@@ -61,11 +61,21 @@ class CODISpec:
 class CODIModel(nn.Module):
     """`lm` (PreTrainedModel or PeftModel) + `projection` (None when disabled) + the token ids."""
 
+    accepts_loss_kwargs = False  # Trainer: the loss is CODI's own (no num_items_in_batch; divided by grad. accum.)
+
     def __init__(self, lm, projection: ContinuousThoughtProjection | None, spec: CODISpec, bot_id: int, eot_id: int):
         super().__init__()
         self.lm, self.projection, self.spec = lm, projection, spec
         self.bot_id, self.eot_id = bot_id, eot_id
         self.config = lm.config  # Trainer reads model.config in places
+        self._no_split_modules = getattr(lm, "_no_split_modules", None)  # FSDP auto-wrap reads it
+
+    def forward(self, batch: dict, num_latent: int, **loss_options):
+        """CODI's training loss (`codi_loss`) on a collated batch. The trainer calls the model through this,
+        so that the DDP/FSDP/DeepSpeed wrapper around it sees the forward (gradient sync, sharded weights)."""
+        from latentlab.methods.codi.loss import codi_loss
+
+        return codi_loss(self.lm, self.projection, batch, num_latent, **loss_options)
 
     def project(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.projection(hidden) if self.projection is not None else hidden
@@ -103,7 +113,7 @@ def build_codi_model(cfg) -> tuple[CODIModel, object]:
     """Load the base, add <bot>/<eot>, wrap with LoRA if asked, create the projection."""
     base = base_model_path(cfg)
     torch.manual_seed(cfg.seed)
-    lm, tokenizer = load_model_and_tokenizer(base, dtype=cfg.dtype, device="cpu" if cfg.use_cpu else "auto",
+    lm, tokenizer = load_model_and_tokenizer(base, dtype=cfg.dtype, device=str(cfg.device),  # this rank's device
                                              special_tokens=[cfg.bot_token, cfg.eot_token],
                                              special_token_init=cfg.special_token_init)
     bot_id, eot_id = tokenizer.convert_tokens_to_ids([cfg.bot_token, cfg.eot_token])

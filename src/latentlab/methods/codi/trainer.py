@@ -15,21 +15,23 @@ import json
 import logging
 from pathlib import Path
 
+import torch
 from transformers import Trainer
 from transformers.trainer_utils import get_last_checkpoint
 
 from latentlab.config import save_config
+from latentlab.errors import LatentLabError
+from latentlab.evaluation.harness import write_atomic
 from latentlab.methods.codi.config import CODIConfig
 from latentlab.methods.codi.data import CODICollator, tokenize_codi_dataset
-from latentlab.methods.codi.loss import codi_loss
-from latentlab.methods.codi.model import CODIModel, build_codi_model, load_codi, save_codi
+from latentlab.methods.codi.model import build_codi_model, load_codi, save_codi
 from latentlab.tasks.registry import get_benchmark, load_benchmark
 
 log = logging.getLogger(__name__)
 
 
 class CODITrainer(Trainer):
-    """Trainer whose loss is `codi_loss`; saves and resumes in the `save_codi` format."""
+    """Trainer whose loss is `codi_loss` (through `CODIModel.forward`); saves and resumes in the `save_codi` format."""
 
     def __init__(self, *args, codi_args: CODIConfig, **kwargs):
         super().__init__(*args, **kwargs)
@@ -37,28 +39,38 @@ class CODITrainer(Trainer):
         self._parts: dict[str, list[float]] = {"student_ce": [], "teacher_ce": [], "distill": []}
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        # through the (DDP/FSDP/DeepSpeed-wrapped) model's forward: calling codi_loss on the unwrapped modules
+        # would skip DDP's gradient all-reduce and FSDP's weight gathering
         a = self.codi_args
-        codi: CODIModel = self.accelerator.unwrap_model(model)
-        out = codi_loss(codi.lm, codi.projection, inputs, a.num_latent, a.alpha, a.beta, a.gamma,
-                        a.distill_loss, a.distill_divide_by_std)
+        out = model(inputs, a.num_latent, alpha=a.alpha, beta=a.beta, gamma=a.gamma, distill_kind=a.distill_loss,
+                    divide_by_std=a.distill_divide_by_std)
         for name in self._parts:
             self._parts[name].append(float(getattr(out, name).detach()))
         return (out.loss, out) if return_outputs else out.loss
 
     def log(self, logs: dict, *args, **kwargs) -> None:
         if "loss" in logs and self._parts["distill"]:  # add the mean loss parts since the last log
-            for name, values in self._parts.items():
-                logs[name] = round(sum(values) / len(values), 5)
-                values.clear()
+            means = torch.tensor([sum(v) / len(v) for v in self._parts.values()], device=self.args.device)
+            means = self.accelerator.gather(means[None]).mean(0)  # over ranks, like Trainer's "loss"
+            for name, value in zip(self._parts, means.tolist()):
+                logs[name] = round(value, 5)
+                self._parts[name].clear()
         super().log(logs, *args, **kwargs)
 
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        if not self.args.should_save:  # Trainer calls _save on every rank; one writer
+            return
         save_codi(self.accelerator.unwrap_model(self.model), self.processing_class, output_dir or self.args.output_dir)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         target = model or self.model
         loaded, _ = load_codi(resume_from_checkpoint, dtype=self.codi_args.dtype, device="cpu")
         target.load_state_dict(loaded.state_dict(), strict=True)
+
+
+def _is_zero3(trainer: Trainer) -> bool:
+    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
+    return bool(trainer.is_deepspeed_enabled and plugin is not None and plugin.zero_stage == 3)
 
 
 def build_codi_dataset(cfg: CODIConfig, tokenizer):
@@ -71,24 +83,33 @@ def build_codi_dataset(cfg: CODIConfig, tokenizer):
     return Dataset.from_list([r.to_dict() for r in rows]), counts
 
 
-def train_codi(cfg: CODIConfig) -> Path:
-    """Train CODI, save the final model to output_dir/model (load it with `load_codi`), return that path."""
+def train_codi(cfg: CODIConfig, callbacks: list | None = None) -> Path:
+    """Train CODI, save the final model to output_dir/model (load it with `load_codi`), return that path.
+    Under a distributed launch every rank calls this; files are written by the main process only."""
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
-    model, tokenizer = build_codi_model(cfg)
+    if cfg.should_save:
+        save_config(cfg, out / "config.yaml")
+    with cfg.main_process_first(local=cfg.save_on_each_node, desc="building the model"):  # tiny-* is written once
+        model, tokenizer = build_codi_model(cfg)
     dataset, counts = build_codi_dataset(cfg, tokenizer)
     trainer = CODITrainer(
         model=model, args=cfg, train_dataset=dataset, processing_class=tokenizer, codi_args=cfg,
-        data_collator=CODICollator(tokenizer.pad_token_id, model.bot_id, model.eot_id),
+        data_collator=CODICollator(tokenizer.pad_token_id, model.bot_id, model.eot_id), callbacks=callbacks,
     )
+    if trainer.is_fsdp_enabled or _is_zero3(trainer):  # fail now rather than at the first checkpoint
+        raise LatentLabError("CODI saves whole weights from the unwrapped model: FSDP and DeepSpeed ZeRO-3 "
+                             "(sharded weights) are not supported; use DDP or ZeRO-2 (docs/scale.md)")
     last = get_last_checkpoint(str(out)) if cfg.resume and out.is_dir() else None
     if last:
         log.info("resuming from %s", last)
     result = trainer.train(resume_from_checkpoint=last)
-    final = save_codi(trainer.accelerator.unwrap_model(trainer.model), tokenizer, out / "model")
-    trainer.state.save_to_json(str(out / "trainer_state.json"))
-    metrics = {**result.metrics, **counts, "resumed_from": last,
-               "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
-    (out / "train_metrics.json").write_text(json.dumps(metrics, indent=2))
+    final = out / "model"
+    trainer.save_model(str(final))  # the main process writes the save_codi format (see _save)
+    if cfg.should_save:
+        trainer.state.save_to_json(str(out / "trainer_state.json"))
+        metrics = {**result.metrics, **counts, "resumed_from": last,
+                   "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+        write_atomic(out / "train_metrics.json", json.dumps(metrics, indent=2))
+    trainer.accelerator.wait_for_everyone()  # every rank returns once the files exist
     return final
