@@ -54,10 +54,20 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from latentlab.recipes import resolve_recipe
 
     recipe = resolve_recipe(args.recipe) if args.recipe else None
-    metrics = run_eval(load_config(EvalConfig, recipe, args.overrides))
+    cfg = load_config(EvalConfig, recipe, args.overrides)
+    metrics = run_eval(cfg)
     keys = ["benchmark", "num_examples", "accuracy", "accuracy_flexible", "mean_generated_tokens",
             "latency_per_example_s", "throughput_examples_per_s"]
     print(json.dumps({k: metrics[k] for k in keys}, indent=2))
+    _fail_on_decode_errors(metrics, cfg.output_dir)
+
+
+def _fail_on_decode_errors(metrics: dict, output_dir: str) -> None:
+    """Generations that stopped on NaN/inf logits count as wrong: the scores are then not the model's."""
+    if metrics.get("num_errors"):
+        total = metrics["num_examples"] * metrics.get("num_samples", 1)
+        raise LatentLabError(f"{metrics['num_errors']} of {total} generations stopped on non-finite (NaN/inf) "
+                             f"logits; the per-example errors are in {output_dir}/predictions.jsonl")
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -80,9 +90,11 @@ def cmd_codi_eval(args: argparse.Namespace) -> None:
     from latentlab.evaluation.harness import EvalConfig
     from latentlab.methods.codi.evaluate import run_codi_eval
 
-    metrics = run_codi_eval(load_config(EvalConfig, args.recipe, args.overrides))
+    cfg = load_config(EvalConfig, args.recipe, args.overrides)
+    metrics = run_codi_eval(cfg)
     print(json.dumps({k: metrics[k] for k in ["benchmark", "num_examples", "accuracy", "accuracy_flexible",
                                               "mean_generated_tokens", "latency_per_example_s"]}, indent=2))
+    _fail_on_decode_errors(metrics, cfg.output_dir)
 
 
 def cmd_codi_probe(args: argparse.Namespace) -> None:
@@ -183,9 +195,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.fn(args)
     except LatentLabError as e:
-        print(f"latentlab: error: {e}", file=sys.stderr)
-        return 2
+        return _fail(str(e))
+    except OSError as e:  # disk full, read-only or missing output directory, ...
+        where = f": {e.filename}" if e.filename else ""
+        return _fail(f"{e.strerror}{where}" if e.strerror else str(e))
     return 0
+
+
+def _fail(message: str) -> int:
+    lines = message.strip().splitlines() or ["unknown error"]
+    print(f"latentlab: error: {lines[0]}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

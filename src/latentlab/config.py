@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from latentlab.atomic_files import write_text_atomic
 from latentlab.errors import LatentLabError
 
 T = TypeVar("T")
@@ -55,7 +56,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise LatentLabError(f"recipe {path} not found")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise LatentLabError(f"recipe {path} is not UTF-8 text (bad byte at offset {e.start})") from None
     except yaml.YAMLError as e:
         raise LatentLabError(f"recipe {path} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
@@ -74,12 +77,28 @@ def build_config(cls: type[T], values: dict[str, Any], where: str = "config") ->
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise LatentLabError(f"unknown key {key!r} in {where}{hint}")
         kwargs[key] = _coerce(value, hints[key], f"{where}.{key}")
+    for key, (ok, bound) in _RANGES.items():
+        value = kwargs.get(key)
+        if isinstance(value, (int, float)) and not ok(value):
+            raise LatentLabError(f"{where}.{key} must be {bound}, got {value!r}")
     try:
         return cls(**kwargs)
     except LatentLabError:
         raise
     except (ValueError, TypeError) as e:
         raise LatentLabError(f"invalid {where}: {str(e).splitlines()[0]}") from None
+
+
+# Values that transformers' TrainingArguments accepts but the optimiser or data loader reject
+# later, with a traceback and after the run directory was created.
+_RANGES = {
+    "learning_rate": (lambda v: v >= 0, ">= 0"),
+    "weight_decay": (lambda v: v >= 0, ">= 0"),
+    "max_grad_norm": (lambda v: v >= 0, ">= 0"),
+    "per_device_train_batch_size": (lambda v: v >= 1, ">= 1"),
+    "per_device_eval_batch_size": (lambda v: v >= 1, ">= 1"),
+    "gradient_accumulation_steps": (lambda v: v >= 1, ">= 1"),
+}
 
 
 def load_config(cls: type[T], recipe: str | Path | None = None, overrides: list[str] | None = None) -> T:
@@ -94,8 +113,8 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def save_config(cfg: Any, path: str | Path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    """Write the resolved config as YAML, atomically (no half-written file if the write fails)."""
+    write_text_atomic(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
 
 
 def _plain(v: Any) -> Any:

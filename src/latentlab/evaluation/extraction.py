@@ -43,22 +43,25 @@ def last_boxed(text: str) -> str | None:
     Escaped braces (`\\{`, `\\}`) do not count. The brace-less form `\\boxed 9$` gives `9`.
     An unbalanced last box gives None.
     """
-    start = max(text.rfind(cmd) for cmd in _BOX_COMMANDS)
-    if start < 0:
-        return None
-    cmd = next(c for c in _BOX_COMMANDS if text.startswith(c, start))
-    i = start + len(cmd)
-    if i < len(text) and text[i].isalpha():  # e.g. \boxedfoo: not a box command
-        return last_boxed(text[:start])
-    while i < len(text) and text[i] == " ":
+    end = len(text)  # the text before a rejected command is searched again, as if cut there
+    while True:  # the last box command not followed by a letter (\boxedfoo is not one)
+        start = max(text.rfind(cmd, 0, end) for cmd in _BOX_COMMANDS)
+        if start < 0:
+            return None
+        cmd = next(c for c in _BOX_COMMANDS if text.startswith(c, start))
+        i = start + len(cmd)
+        if i >= end or not text[i].isalpha():
+            break
+        end = start
+    while i < end and text[i] == " ":
         i += 1
-    if i >= len(text):
+    if i >= end:
         return None
     if text[i] != "{":
-        content = re.split(r"[$\n]", text[i:], maxsplit=1)[0].strip()
+        content = re.split(r"[$\n]", text[i:end], maxsplit=1)[0].strip()
         return content or None
     depth, j = 0, i
-    while j < len(text):
+    while j < end:
         ch = text[j]
         if ch == "\\":
             j += 2  # skip the escaped character (\{, \}, \\)

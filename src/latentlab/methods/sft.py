@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
+from latentlab.methods.checkpoints import last_complete_checkpoint
 
 from latentlab.config import save_config
 from latentlab.errors import LatentLabError
@@ -108,6 +108,7 @@ def build_sft_dataset(cfg: SFTConfig, tokenizer) -> tuple[Any, dict[str, int]]:
 def train_sft(cfg: SFTConfig, callbacks: list | None = None) -> Path:
     """Train, save the final HF model to output_dir/model, return that path.
     Under a distributed launch every rank calls this; files are written by the main process only."""
+    get_benchmark(cfg.task)  # an unknown task fails before anything is written
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.should_save:
@@ -124,7 +125,7 @@ def train_sft(cfg: SFTConfig, callbacks: list | None = None) -> Path:
         processing_class=tokenizer,
         callbacks=callbacks,
     )
-    last = get_last_checkpoint(str(out)) if cfg.resume and out.is_dir() else None
+    last = last_complete_checkpoint(out) if cfg.resume else None
     if last:
         log.info("resuming from %s", last)
     result = trainer.train(resume_from_checkpoint=last)

@@ -61,6 +61,20 @@ def ensure_pad_token(tokenizer: PreTrainedTokenizerBase, policy: str = "eos") ->
     raise LatentLabError("tokenizer has no pad token (and no eos to reuse); set tokenizer.pad_token first")
 
 
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def refuse_pickle_only_weights(name_or_path: str | Path) -> None:
+    """A local model directory with pickle weights and no safetensors is refused (unpickling can run code)."""
+    path = Path(name_or_path)
+    if not path.is_dir() or any(path.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for p in path.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+    if pickles:
+        raise LatentLabError(f"model {str(path)!r} has only pickle weights ({', '.join(pickles)}), no .safetensors; "
+                             "re-save it with save_pretrained() or pass allow_pickle_weights=True")
+
+
 def load_tokenizer(name_or_path: str | Path, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
     """`AutoTokenizer`, except that a locally saved generic fast tokenizer loads as itself.
 
@@ -82,13 +96,22 @@ def load_model_and_tokenizer(
     special_token_init: str = "mean",
     pad_token: str = "eos",
     trust_remote_code: bool = False,
+    allow_pickle_weights: bool = False,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load a causal LM and its tokenizer by hub name or local path, on `device` in `dtype`."""
+    """Load a causal LM and its tokenizer by hub name or local path, on `device` in `dtype`.
+
+    Safe by default: the repository's own Python code runs only when `trust_remote_code` is set, and
+    weights load from safetensors only; `allow_pickle_weights=True` also accepts `pytorch_model.bin`
+    (transformers then unpickles it with torch's restricted `weights_only=True` loader).
+    """
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
+    if not allow_pickle_weights:
+        refuse_pickle_only_weights(name_or_path)
     try:
         tokenizer = load_tokenizer(name_or_path, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=torch_dtype, trust_remote_code=trust_remote_code,
+                                                     use_safetensors=None if allow_pickle_weights else True)
     except (OSError, ValueError) as e:
         raise LatentLabError(f"cannot load model {str(name_or_path)!r}: {str(e).splitlines()[0]}") from None
     ensure_pad_token(tokenizer, pad_token)

@@ -90,18 +90,9 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
 
 def read_rows(path: Path) -> Iterator[Any]:
     """Raw rows of a local file: dicts for .jsonl/.json, stripped non-empty lines for .txt."""
-    suffix = path.suffix
-    if suffix == ".jsonl":
-        with path.open(encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if line.strip():
-                    try:
-                        yield json.loads(line)
-                    except json.JSONDecodeError as e:
-                        raise LatentLabError(f"{path}:{n}: malformed JSON line ({e.msg})") from None
-    elif suffix == ".json":
+    if path.suffix == ".json":
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(_decode(path.read_bytes(), path))
         except json.JSONDecodeError as e:
             raise LatentLabError(f"{path}: malformed JSON ({e.msg} at line {e.lineno})") from None
         if isinstance(data, dict) and "examples" in data:  # BIG-bench task.json
@@ -109,11 +100,27 @@ def read_rows(path: Path) -> Iterator[Any]:
         if not isinstance(data, list):
             raise LatentLabError(f"{path}: expected a JSON list of rows")
         yield from data
-    else:
-        with path.open(encoding="utf-8") as f:
-            for line in f:
-                if line.strip():
-                    yield line.rstrip("\n")
+        return
+    with path.open("rb") as f:
+        for n, raw in enumerate(f, 1):
+            line = _decode(raw, path, n)
+            if not line.strip():
+                continue
+            if path.suffix != ".jsonl":
+                yield line.rstrip("\r\n")
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as e:
+                raise LatentLabError(f"{path}:{n}: malformed JSON line ({e.msg})") from None
+
+
+def _decode(raw: bytes, path: Path, line: int | None = None) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        where = f"{path}:{line}" if line else str(path)
+        raise LatentLabError(f"{where}: not UTF-8 text (bad byte 0x{raw[e.start]:02x} at offset {e.start})") from None
 
 
 def load_benchmark(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 from transformers import Trainer
-from transformers.trainer_utils import get_last_checkpoint
+from latentlab.methods.checkpoints import last_complete_checkpoint
 
 from latentlab.config import save_config
 from latentlab.errors import LatentLabError
@@ -86,6 +86,7 @@ def build_codi_dataset(cfg: CODIConfig, tokenizer):
 def train_codi(cfg: CODIConfig, callbacks: list | None = None) -> Path:
     """Train CODI, save the final model to output_dir/model (load it with `load_codi`), return that path.
     Under a distributed launch every rank calls this; files are written by the main process only."""
+    get_benchmark(cfg.task)  # an unknown task fails before anything is written
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.should_save:
@@ -100,7 +101,7 @@ def train_codi(cfg: CODIConfig, callbacks: list | None = None) -> Path:
     if trainer.is_fsdp_enabled or _is_zero3(trainer):  # fail now rather than at the first checkpoint
         raise LatentLabError("CODI saves whole weights from the unwrapped model: FSDP and DeepSpeed ZeRO-3 "
                              "(sharded weights) are not supported; use DDP or ZeRO-2 (docs/scale.md)")
-    last = get_last_checkpoint(str(out)) if cfg.resume and out.is_dir() else None
+    last = last_complete_checkpoint(out) if cfg.resume else None
     if last:
         log.info("resuming from %s", last)
     result = trainer.train(resume_from_checkpoint=last)
