@@ -1,16 +1,44 @@
-"""`latentlab eval`: load a model and a benchmark from an `EvalConfig` and evaluate."""
+"""`latentlab eval`: load a model and a benchmark from an `EvalConfig` and evaluate.
+
+Resumable and data-parallel through the harness's shards: rerun the same command after a crash;
+`torchrun --nproc_per_node N -m latentlab.cli eval ...` splits the shards over N processes.
+"""
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from pathlib import Path
 from typing import Any
 
-from latentlab.config import save_config
-from latentlab.evaluation.harness import EvalConfig, evaluate, write_atomic
+from latentlab.config import config_to_dict, save_config
+from latentlab.evaluation.harness import EvalConfig, evaluate
+from latentlab.evaluation.sharding import Processes, current_processes
 from latentlab.errors import LatentLabError
 from latentlab.models.loading import load_model_and_tokenizer
 from latentlab.tasks.registry import get_benchmark, load_benchmark
+
+
+def process_device(device: str, procs: Processes) -> str:
+    """"auto" with several processes on a GPU machine: this process's own GPU (cuda:LOCAL_RANK)."""
+    import torch
+
+    if device == "auto" and procs.world_size > 1 and torch.cuda.is_available():
+        return f"cuda:{procs.local_rank}"
+    return device
+
+
+def model_files_key(model: str) -> list | None:
+    """Names, sizes and modification times of a local model directory's files (None for hub names):
+    a model rewritten in place changes the run fingerprint."""
+    path = Path(model)
+    if not path.is_dir():
+        return None
+    return [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in sorted(path.iterdir()) if f.is_file()]
+
+
+def eval_run_key(cfg: EvalConfig) -> dict[str, Any]:
+    """The config (less where it writes) and the model files: what a resumed run must share."""
+    return {"config": config_to_dict(dataclasses.replace(cfg, output_dir="")), "model_files": model_files_key(cfg.model)}
 
 
 def run_eval(cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
@@ -18,16 +46,16 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
         raise LatentLabError("eval needs model=<hub name or path>")
     spec = get_benchmark(cfg.benchmark)
     examples = load_benchmark(cfg.benchmark, cfg.split, data_dir=cfg.data_dir, limit=cfg.limit, **cfg.task_options)
-    model, tokenizer = load_model_and_tokenizer(cfg.model, dtype=cfg.dtype, device=cfg.device)
+    procs = current_processes()
+    model, tokenizer = load_model_and_tokenizer(cfg.model, dtype=cfg.dtype, device=process_device(cfg.device, procs))
     out = Path(cfg.output_dir)
-    save_config(cfg, out / "config.yaml")
+    if procs.is_main:
+        save_config(cfg, out / "config.yaml")
     strategy = None
     if cfg.soft_thinking is not None:
         from latentlab.decoding.soft_thinking import SoftThinkingStrategy
 
         strategy = SoftThinkingStrategy(cfg.soft_thinking, tokenizer)
-    metrics = evaluate(model, tokenizer, examples, spec, cfg.decode, strategy, num_samples=cfg.num_samples,
-                       prompt=cfg.prompt, output_dir=out, progress=progress)
-    metrics["model"] = cfg.model
-    write_atomic(out / "metrics.json", json.dumps(metrics, indent=2))
-    return metrics
+    return evaluate(model, tokenizer, examples, spec, cfg.decode, strategy, num_samples=cfg.num_samples,
+                    prompt=cfg.prompt, output_dir=out, progress=progress, shard_size=cfg.shard_size,
+                    processes=procs, extra_metrics={"model": cfg.model}, run_key=eval_run_key(cfg))

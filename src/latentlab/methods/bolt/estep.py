@@ -10,9 +10,13 @@ document start):
      uniformly (the control that ignores the weights).
 ELBO estimates for k = 1, 2, 4: log-mean-exp of the first k weights, averaged over chunks.
 
-Output: shard-NNNNN.jsonl files (one line per chunk) and manifest.json, each written to a temporary
-name and renamed, manifest last. A crash loses at most the shard in flight; a rerun skips finished
-shards. Every shard is seeded by its index, so a resumed run equals an uninterrupted one.
+Output: shard-NNNNN.jsonl (one line per chunk), then shard-NNNNN.stats.json (its statistics and
+the run fingerprint: the shard's commit mark), and manifest.json (fingerprint, every finished
+shard's stats, at the end the summary); each written to a temporary name and renamed. A crash loses
+at most the shard in flight of each process; a rerun with the same chunks and settings skips the
+finished shards, another fingerprint is refused. Every shard is seeded by its index only, so a
+resumed run, or one split across processes (torchrun; see `evaluation/sharding.py`), equals an
+uninterrupted single-process one, record for record.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from latentlab.decoding.scoring import sequence_logprobs
 from latentlab.decoding.strategies import InputStrategy, StepContext, StepDecision
 from latentlab.errors import LatentLabError
 from latentlab.evaluation.harness import write_atomic
+from latentlab.evaluation.sharding import Processes, claim_directory, plan_shards, resolve_processes
 from latentlab.methods.bolt.data_format import BoltTokenIds, Chunk, encode, text_seed
 
 log = logging.getLogger(__name__)
@@ -219,39 +224,70 @@ def _json_safe(x):  # -inf is not JSON: written as null
 
 
 def run_estep(model, tokenizer, documents: Sequence[Sequence[Chunk]], out_dir: str | Path, cfg: EStepConfig,
-              tok: BoltTokenIds, after_shard: Callable[[int], None] | None = None) -> dict:
-    """Run (or resume) the E-step over every chunk; returns the manifest (stats per shard, ELBO)."""
+              tok: BoltTokenIds, after_shard: Callable[[int], None] | None = None,
+              processes: Processes | str | None = "auto") -> dict:
+    """Run (or resume) the E-step over every chunk; returns the manifest (stats per shard, ELBO).
+
+    `processes`: "auto" splits the shards over the launched process group (call it on every
+    process); None runs every shard here.
+    """
+    procs = resolve_processes(processes)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     prompts, too_long = chunk_prompts(tokenizer, documents, cfg, context_length(model))
-    if too_long:
+    if too_long and procs.is_main:
         log.warning("E-step: %d chunks do not fit the context with %d thought tokens; they stay raw",
                     len(too_long), cfg.max_thought_tokens)
     fingerprint = _fingerprint(prompts, cfg)
     manifest_path = out / "manifest.json"
     num_shards = math.ceil(len(prompts) / cfg.shard_size)
-    manifest = {"fingerprint": fingerprint, "num_chunks": len(prompts), "num_shards": num_shards,
-                "skipped_too_long": too_long, "shards": {}}
-    if manifest_path.exists():
-        old = json.loads(manifest_path.read_text())
-        if old["fingerprint"] != fingerprint:
-            raise LatentLabError(f"{out} holds an E-step of other chunks or settings; use a fresh directory")
-        manifest = old
-    for s in range(num_shards):
+    initial = {"num_chunks": len(prompts), "num_shards": num_shards, "skipped_too_long": too_long, "shards": {}}
+    manifest, _ = claim_directory(manifest_path, fingerprint, initial, procs,
+                                  f"{out} holds an E-step of other chunks or settings; use a fresh directory")
+    earlier = dict(manifest["shards"])  # stats of shards finished before this call (older runs had no stats files)
+
+    def shard_stats(s: int) -> dict | None:
+        """The stats of a finished shard, None when it still has to be computed."""
+        if not (out / f"shard-{s:05d}.jsonl").exists():
+            return None
+        try:
+            stats = json.loads(_stats_path(out, s).read_text())
+        except (OSError, ValueError):
+            return earlier.get(str(s))
+        return {k: v for k, v in stats.items() if k != "fingerprint"} if stats.get("fingerprint") == fingerprint else None
+
+    known: dict[int, dict] = {}  # finished shards' stats, read once
+
+    def write_manifest(extra: dict | None = None) -> None:
+        for s in range(num_shards):
+            if s not in known and (st := shard_stats(s)) is not None:
+                known[s] = st
+        manifest.update(shards={str(s): known[s] for s in sorted(known)}, **(extra or {}))
+        write_atomic(manifest_path, json.dumps(_json_safe(manifest), indent=1))
+
+    done, mine = plan_shards(num_shards, lambda s: shard_stats(s) is not None, procs)
+    log.info("E-step: process %d/%d computes shards %s (%d of %d already done)",
+             procs.rank, procs.world_size, mine, len(done), num_shards)
+    for s in mine:
         name = f"shard-{s:05d}.jsonl"
-        if str(s) in manifest["shards"] and (out / name).exists():
-            continue
         records, stats = estep_shard(model, tokenizer, prompts[s * cfg.shard_size:(s + 1) * cfg.shard_size], tok, cfg, s)
         write_atomic(out / name, "".join(json.dumps(_json_safe(r)) + "\n" for r in records))
-        manifest["shards"][str(s)] = {"file": name, **stats}
-        write_atomic(manifest_path, json.dumps(manifest, indent=1))
+        write_atomic(_stats_path(out, s), json.dumps({"fingerprint": fingerprint, "file": name, **stats}))
+        if procs.is_main:
+            write_manifest()
         log.info("E-step shard %d/%d: %s", s + 1, num_shards, stats)
         if after_shard is not None:
             after_shard(s)
-    records = read_estep(out)
-    manifest["summary"] = summarise(records, manifest)
-    write_atomic(manifest_path, json.dumps(_json_safe(manifest), indent=1))
-    return manifest
+    procs.barrier()
+    if procs.is_main:
+        write_manifest()
+        write_manifest({"summary": summarise(read_estep(out), manifest)})
+    procs.barrier()
+    return manifest if procs.is_main else json.loads(manifest_path.read_text())
+
+
+def _stats_path(out: Path, shard: int) -> Path:
+    return out / f"shard-{shard:05d}.stats.json"
 
 
 def read_estep(out_dir: str | Path) -> list[dict]:
