@@ -32,3 +32,13 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write `text` (UTF-8) to `path` atomically; returns the path."""
     return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def save_figure_atomic(fig, path: str | os.PathLike, **savefig_kwargs) -> Path:
+    """`fig.savefig` into memory, then `write_bytes_atomic` (format from the suffix, e.g. .png)."""
+    import io
+
+    path = Path(path)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", **savefig_kwargs)
+    return write_bytes_atomic(path, buffer.getvalue())

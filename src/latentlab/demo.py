@@ -109,7 +109,7 @@ def sft_row(cfg: DemoConfig, run_dir: Path, cot: bool) -> list[RowResult]:
         start = time.perf_counter()
         train_sft(sft)
         train_seconds = time.perf_counter() - start
-        (run_dir / "train_seconds.txt").write_text(f"{train_seconds:.2f}\n")
+        write_text_atomic(run_dir / "train_seconds.txt", f"{train_seconds:.2f}\n")
     elif (run_dir / "train_seconds.txt").exists():
         train_seconds = float((run_dir / "train_seconds.txt").read_text())
     model, tokenizer = load_model_and_tokenizer(model_dir, dtype="float32", device="auto")
@@ -216,3 +216,4 @@ Total wall time: {wall:.0f} s. Per-example outputs: `<row>/eval/predictions.json
 import latentlab.methods.soft_thinking_demo  # noqa: E402,F401  (registers the soft-thinking rows)
 import latentlab.methods.bolt.demo_rows  # noqa: E402,F401  (registers the BoLT rows)
 import latentlab.methods.codi.demo_rows  # noqa: E402,F401  (registers the CODI rows)
+from latentlab.atomic_files import write_text_atomic

@@ -23,6 +23,7 @@ from latentlab.decoding.loop import DecodeConfig, decode
 from latentlab.errors import LatentLabError
 from latentlab.evaluation.harness import write_atomic
 from latentlab.tasks.registry import get_benchmark, load_benchmark, render_prompt
+from latentlab.atomic_files import save_figure_atomic
 
 
 @dataclass
@@ -115,6 +116,6 @@ def run_probe(cfg: ProbeConfig) -> dict[str, Any]:
         ax.set_yticks(range(len(table)), [ex.question for ex in examples], fontsize=7)
         ax.set_title("top-1 token and its probability per continuous thought")
         fig.tight_layout()
-        fig.savefig(out / "probe.png", dpi=120)
+        save_figure_atomic(fig, out / "probe.png", dpi=120)
         plt.close(fig)
     return summary

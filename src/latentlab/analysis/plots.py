@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from latentlab.atomic_files import save_figure_atomic
 
 
 def read_loss_curve(run_dir: str | Path) -> tuple[list[int], list[float]]:
@@ -34,7 +35,7 @@ def plot_loss_curves(curves: dict[str, tuple[list[int], list[float]]], path: str
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure_atomic(fig, path, dpi=120)
     plt.close(fig)
     return Path(path)
 
@@ -55,6 +56,6 @@ def plot_accuracy_and_tokens(names: Sequence[str], accuracy: Sequence[float], to
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure_atomic(fig, path, dpi=120)
     plt.close(fig)
     return Path(path)

@@ -32,6 +32,7 @@ from latentlab.methods.thinking_toy import THINK_PROMPT, train_thinking_model
 from latentlab.models.loading import load_model_and_tokenizer
 from latentlab.recipes import resolve_recipe
 from latentlab.tasks.registry import get_benchmark
+from latentlab.atomic_files import write_text_atomic
 
 ROWS = {"greedy": "Think greedy", "sampling": "Think sampling", "soft": "Soft thinking",
         "dirichlet": "Soft + Dirichlet", "gumbel": "Soft + Gumbel"}
@@ -53,7 +54,7 @@ def thinking_model(cfg: DemoConfig, run_dir: Path) -> tuple[Path, float | None]:
     start = time.perf_counter()
     train_thinking_model(sft)
     seconds = time.perf_counter() - start
-    seconds_file.write_text(f"{seconds:.2f}\n")
+    write_text_atomic(seconds_file, f"{seconds:.2f}\n")
     return model_dir, seconds
 
 

@@ -23,6 +23,7 @@ from latentlab.methods.formatting import IGNORE_INDEX, answer_text
 from latentlab.methods.sft import SFTConfig, prepare_model
 from latentlab.tasks.example import Example
 from latentlab.tasks.registry import load_benchmark, render_prompt
+from latentlab.atomic_files import write_text_atomic
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 THINK_PROMPT = "{question}\n" + THINK_OPEN
@@ -66,5 +67,5 @@ def train_thinking_model(cfg: SFTConfig) -> Path:
     trainer.save_model(str(final))
     tokenizer.save_pretrained(str(final))
     trainer.state.save_to_json(str(out / "trainer_state.json"))
-    (out / "train_metrics.json").write_text(json.dumps({**result.metrics, "train_examples": len(rows)}, indent=2))
+    write_text_atomic(out / "train_metrics.json", json.dumps({**result.metrics, "train_examples": len(rows)}, indent=2))
     return final

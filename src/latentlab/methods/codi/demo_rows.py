@@ -30,6 +30,7 @@ from latentlab.methods.codi.trainer import train_codi
 from latentlab.models.loading import load_model_and_tokenizer
 from latentlab.recipes import resolve_recipe
 from latentlab.tasks.registry import get_benchmark
+from latentlab.atomic_files import write_text_atomic
 
 BATCH_1_PROBLEMS = 30
 TRAIN_STEPS = {False: 400, True: 150}  # codi_train_steps when unset, by quick
@@ -56,7 +57,7 @@ def train_or_reuse(cfg: DemoConfig, run_dir: Path, overrides: list[str]) -> tupl
     if not (model_dir / "codi_config.json").exists():
         start = time.perf_counter()
         train_codi(codi)
-        seconds_file.write_text(f"{time.perf_counter() - start:.2f}\n")
+        write_text_atomic(seconds_file, f"{time.perf_counter() - start:.2f}\n")
     return model_dir, float(seconds_file.read_text()) if seconds_file.exists() else None
 
 

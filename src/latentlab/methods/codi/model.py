@@ -24,6 +24,7 @@ from torch import nn
 from latentlab.errors import LatentLabError
 from latentlab.models.loading import load_model_and_tokenizer, load_tokenizer
 from latentlab.models.tiny import resolve_base_model
+from latentlab.atomic_files import write_text_atomic
 
 log = logging.getLogger(__name__)
 CONFIG_FILE = "codi_config.json"
@@ -181,7 +182,7 @@ def save_codi(model: CODIModel, tokenizer, path: str | Path) -> Path:
         save_file({k: v.detach().cpu().contiguous() for k, v in model.projection.state_dict().items()},
                   str(path / "projection.safetensors"))
     tokenizer.save_pretrained(str(path))
-    (path / CONFIG_FILE).write_text(json.dumps(asdict(spec), indent=2))
+    write_text_atomic(path / CONFIG_FILE, json.dumps(asdict(spec), indent=2))
     return path
 
 
