@@ -70,6 +70,11 @@ class CODIConfig(TrainingArguments):
     distill_divide_by_std: bool = field(default=True, metadata={
         "help": "divide each layer's loss by the std of the teacher's hidden state there (official code; the "
                 "paper normalises the activations instead, which for l1 is the same number)"})
+    thought_loss_weight: float = field(default=0.0, metadata={
+        "help": "delta: weight of a per-thought loss that is NOT part of CODI (0 = off, the paper and official "
+                "code): the LM's output at <bot> and at thought k must predict the first token of CoT step k+1's "
+                "result, so each thought carries one intermediate result (SIM-CoT-like step supervision). The "
+                "chain recipe sets 1: without it the student stays at chance there (docs/LOG.md)"})
     distill_token: str | None = field(default=None, metadata={
         "help": "distil at the last occurrence of this token (e.g. ':') in the answer prompt instead of the "
                 "default position: the last token before the first non-whitespace answer token (':' for GPT-2, "
@@ -91,8 +96,8 @@ class CODIConfig(TrainingArguments):
             raise LatentLabError(f"num_latent must be >= 0, got {self.num_latent}")
         if self.distill_loss not in DISTILL_LOSSES:
             raise LatentLabError(f"distill_loss must be one of {DISTILL_LOSSES}, got {self.distill_loss!r}")
-        if min(self.alpha, self.beta, self.gamma) < 0:
-            raise LatentLabError("alpha, beta and gamma must be >= 0")
+        if min(self.alpha, self.beta, self.gamma, self.thought_loss_weight) < 0:
+            raise LatentLabError("alpha, beta, gamma and thought_loss_weight must be >= 0")
         if not 0.0 <= self.projection_dropout < 1.0:
             raise LatentLabError(f"projection_dropout must be in [0, 1), got {self.projection_dropout}")
         if self.projection_dim is not None and self.projection_dim < 1:

@@ -13,12 +13,14 @@ A tokenised example keeps its pieces apart (as the official code does):
     student   left-padded   question + <bot>              (prefill; positions count real tokens only)
     decoder   right-padded  <eot> + answer                (labels on answer; positions continue after
                                                            the prefill and the latent steps)
+    thought_result_ids  [B, CoT steps]  first token of each step's result (all steps, the last one
+                                        included), IGNORE_INDEX-padded: targets of the optional thought loss
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
@@ -37,10 +39,22 @@ class CODIExample:
     cot_ids: list[int]
     answer_ids: list[int]
     distill_index: int
+    result_ids: list[int] = field(default_factory=list)  # per CoT step: first token of its result, or IGNORE_INDEX
 
     def to_dict(self) -> dict[str, Any]:
         return dict(question_ids=self.question_ids, cot_ids=self.cot_ids, answer_ids=self.answer_ids,
-                    distill_index=self.distill_index)
+                    distill_index=self.distill_index, result_ids=self.result_ids)
+
+
+def step_result_ids(tokenizer, steps: Sequence[str]) -> list[int]:
+    """First token of each step's result (the text after its last '=', '>>' stripped: `7+5=2` -> `2`,
+    `<<600*30/100=180>>` -> `180`); IGNORE_INDEX for a step without one. Targets of the thought loss."""
+    out = []
+    for step in steps:
+        result = step.rsplit("=", 1)[1].strip().rstrip(">").strip() if "=" in step else ""
+        ids = tokenizer(result, add_special_tokens=False)["input_ids"] if result else []
+        out.append(ids[0] if ids else IGNORE_INDEX)
+    return out
 
 
 def distill_index(tokenizer, prompt_ids: list[int], value_ids: list[int], token: str | None, offset: int) -> int:
@@ -76,7 +90,8 @@ def tokenize_codi_example(example: Example, tokenizer, prompt_template: str, cfg
     if max(len(question_ids), len(cot_ids), len(prompt_ids) + len(value_ids) + 1) > cfg.max_length:
         return "too_long"
     index = distill_index(tokenizer, prompt_ids, value_ids, cfg.distill_token, cfg.distill_offset)
-    return CODIExample(question_ids, cot_ids, prompt_ids + value_ids + [tokenizer.eos_token_id], index)
+    return CODIExample(question_ids, cot_ids, prompt_ids + value_ids + [tokenizer.eos_token_id], index,
+                       step_result_ids(tokenizer, example.cot_steps))
 
 
 def tokenize_codi_dataset(examples: Sequence[Example], tokenizer, prompt_template: str, cfg
@@ -128,6 +143,7 @@ def collate_codi(rows: Sequence[CODIExample | dict], pad_id: int, bot_id: int, e
         "decoder_mask": _pad([[1] * len(d) for d in decoder], 0),
         "decoder_labels": _pad(decoder_labels, IGNORE_INDEX),
         "student_distill_pos": torch.tensor([1 + r.distill_index for r in rows]),
+        "thought_result_ids": _pad([r.result_ids or [IGNORE_INDEX] for r in rows], IGNORE_INDEX),
     }
 
 

@@ -36,14 +36,14 @@ class CODITrainer(Trainer):
     def __init__(self, *args, codi_args: CODIConfig, **kwargs):
         super().__init__(*args, **kwargs)
         self.codi_args = codi_args
-        self._parts: dict[str, list[float]] = {"student_ce": [], "teacher_ce": [], "distill": []}
+        self._parts: dict[str, list[float]] = {"student_ce": [], "teacher_ce": [], "distill": [], "thought_ce": []}
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         # through the (DDP/FSDP/DeepSpeed-wrapped) model's forward: calling codi_loss on the unwrapped modules
         # would skip DDP's gradient all-reduce and FSDP's weight gathering
         a = self.codi_args
         out = model(inputs, a.num_latent, alpha=a.alpha, beta=a.beta, gamma=a.gamma, distill_kind=a.distill_loss,
-                    divide_by_std=a.distill_divide_by_std)
+                    divide_by_std=a.distill_divide_by_std, delta=a.thought_loss_weight)
         for name in self._parts:
             self._parts[name].append(float(getattr(out, name).detach()))
         return (out.loss, out) if return_outputs else out.loss
