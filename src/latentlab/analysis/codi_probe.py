@@ -72,6 +72,19 @@ def intermediate_match(table, examples) -> dict[str, float]:
     return shares
 
 
+def aligned_top1_match(table, examples) -> dict[str, float]:
+    """Share of problems where thought j's top-1 token is CoT step j's result (a stricter, position-aligned
+    reading: chance is ~1/10 on the chain task, against ~1 - 0.9^(k*n) for `intermediate_match`)."""
+    shares = {}
+    for j in range(max(len(ex.cot_steps) for ex in examples)):
+        hits = [thoughts[j][0][0].strip() == step_result(ex.cot_steps[j])
+                for ex, thoughts in zip(examples, table)
+                if j < len(ex.cot_steps) and j < len(thoughts) and step_result(ex.cot_steps[j])]
+        if hits:
+            shares[f"step_{j + 1}"] = sum(hits) / len(hits)
+    return shares
+
+
 def run_probe(cfg: ProbeConfig) -> dict[str, Any]:
     from latentlab.analysis.plots import plt
     from latentlab.methods.codi.model import load_codi
@@ -91,12 +104,17 @@ def run_probe(cfg: ProbeConfig) -> dict[str, Any]:
                for ex, thoughts, text in zip(examples, table, answers)]
     summary = {"model": cfg.model, "num_latent": n, "top_k": cfg.top_k, "num_examples": len(examples),
                "intermediate_match": intermediate_match(table, examples) if n else {},
-               "intermediate_match_other_problem": intermediate_match(table, examples[1:] + examples[:1]) if n else {}}
+               "intermediate_match_other_problem": intermediate_match(table, examples[1:] + examples[:1]) if n else {},
+               "thought_j_top1_is_step_j": aligned_top1_match(table, examples) if n else {},
+               "thought_j_top1_is_step_j_other_problem":
+                   aligned_top1_match(table, examples[1:] + examples[:1]) if n else {}}
     write_atomic(out / "probe.json", json.dumps({**summary, "examples": records}, indent=2))
 
     lines = [f"# CODI probe: top-{cfg.top_k} tokens of each continuous thought", "",
              f"intermediate results found: {summary['intermediate_match']} "
              f"(against another problem's results: {summary['intermediate_match_other_problem']})", "",
+             f"thought j's top-1 token is step j's result: {summary['thought_j_top1_is_step_j']} "
+             f"(against another problem's: {summary['thought_j_top1_is_step_j_other_problem']})", "",
              "| question | steps | " + " | ".join(f"thought {i + 1}" for i in range(n)) + " | decoded |",
              "|---|---|" + "---|" * n + "---|"]
     for r in records:
