@@ -9,24 +9,28 @@ def run(command: str, recipe: str | None, overrides: list[str], load_config) -> 
     from latentlab.recipes import resolve_recipe
 
     if command == "bolt-em":
+        from latentlab.evaluation.sharding import current_processes
         from latentlab.methods.bolt.config import BoltConfig
         from latentlab.methods.bolt.em import run_bolt
 
         summary = run_bolt(load_config(BoltConfig, resolve_recipe(recipe), overrides))
-        print(json.dumps(summary, indent=2, default=str))
+        if current_processes().is_main:  # every process returns the summary; print it once
+            print(json.dumps(summary, indent=2, default=str))
     elif command == "bolt-synthesize":
         from pathlib import Path
 
         from latentlab.methods.bolt.config import BoltConfig
         from latentlab.methods.bolt.data_format import chunk_corpus
-        from latentlab.methods.bolt.em import load_documents, teacher_thoughts
+        from latentlab.methods.bolt.em import bolt_processes, load_documents, teacher_thoughts
 
         cfg = load_config(BoltConfig, resolve_recipe(recipe), overrides)
         docs, skipped = chunk_corpus(load_documents(cfg), cfg.chunk_mean_sentences, cfg.chunk_max_sentences)
         docs = docs if cfg.teacher_docs is None else docs[:cfg.teacher_docs]
-        thoughts = teacher_thoughts(cfg, docs, Path(cfg.output_dir))
-        print(json.dumps({"documents": len(docs), "skipped_empty_documents": skipped, "thoughts": len(thoughts),
-                          "chunks": sum(len(d) for d in docs), "output": f"{cfg.output_dir}/teacher"}, indent=2))
+        procs = bolt_processes(cfg)  # under a multi-process launch the main process asks the teacher
+        thoughts = teacher_thoughts(cfg, docs, Path(cfg.output_dir), procs)
+        if procs.is_main:
+            print(json.dumps({"documents": len(docs), "skipped_empty_documents": skipped, "thoughts": len(thoughts),
+                              "chunks": sum(len(d) for d in docs), "output": f"{cfg.output_dir}/teacher"}, indent=2))
     elif command == "bolt-toy":
         from latentlab.methods.bolt.experiment import ToyExperimentConfig, run_toy_experiment
 
