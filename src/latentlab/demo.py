@@ -41,7 +41,7 @@ class DemoConfig:
     train_steps: int = field(default=800, metadata={"help": "optimizer steps per trained row"})
     seed: int = field(default=0, metadata={"help": "seed for data, init and training"})
     quick: bool = field(default=False, metadata={"help": "small setting for tests (~1 minute)"})
-    codi_train_steps: int | None = field(default=None, metadata={"help": "CODI optimizer steps (None: 400, quick 150)"})
+    codi_train_steps: int | None = field(default=None, metadata={"help": "CODI optimizer steps (None: 800, quick 150)"})
     codi_num_latent: int = field(default=4, metadata={"help": "CODI continuous thoughts (one per chain step)"})
     codi_from_cot_sft: bool = field(default=True, metadata={"help": "start CODI from the cot-sft row's model"})
     codi_ablations: bool = field(default=False, metadata={"help": "add CODI w/o distillation and w/o projection"})

@@ -1,10 +1,11 @@
 """CODI rows of `latentlab demo`: CODI on the chain task, and (with codi_ablations=true) CODI without
-the distillation loss (beta=0) and without the projection.
+the per-thought result loss (plain CODI, thought_loss_weight=0), without the distillation loss (beta=0)
+and without the projection.
 
 CODI fine-tunes a model that can already read and write text; the tiny demo models start random, so
 by default (`codi_from_cot_sft`) the CODI rows start from the cot-sft row's model (trained first if
-missing): it stands in for the pretrained LM and makes the teacher useful from the first step. From
-scratch, 800 CODI steps did not get the student past chance (docs/LOG.md).
+missing): it stands in for the pretrained LM. The recipe (codi/chain) adds the per-thought result loss,
+which is not part of CODI: without it the student stays at chance on this task (docs/LOG.md).
 
 The notes column carries the token compression (CoT-SFT's mean CoT tokens / (n + 2)) and the
 speedup at batch 1 over CoT-SFT (measured on `BATCH_1_PROBLEMS` problems when the cot-sft row's
@@ -33,8 +34,9 @@ from latentlab.tasks.registry import get_benchmark
 from latentlab.atomic_files import write_text_atomic
 
 BATCH_1_PROBLEMS = 30
-TRAIN_STEPS = {False: 400, True: 150}  # codi_train_steps when unset, by quick
-ABLATIONS = {"CODI w/o distillation": ["beta=0"], "CODI w/o projection": ["use_projection=false"]}
+TRAIN_STEPS = {False: 800, True: 150}  # codi_train_steps when unset, by quick
+ABLATIONS = {"CODI w/o thought loss (plain CODI)": ["thought_loss_weight=0"], "CODI w/o distillation": ["beta=0"],
+             "CODI w/o projection": ["use_projection=false"]}
 
 
 def start_model(cfg: DemoConfig, run_dir: Path) -> str:
