@@ -150,13 +150,12 @@ def _decode_batch(model, tokenizer, rows, config, strategy, stop_ids, ctx_len) -
     generator = torch.Generator(device=device).manual_seed(config.seed)
     embed = model.get_input_embeddings()
     stop = torch.tensor(stop_ids, device=device)
-    need_hidden = strategy.needs_hidden_states
     strategy.start(ids, mask)
 
     position = (mask.cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache(config=model.config)
     out = model(input_ids=ids, attention_mask=mask, position_ids=position, past_key_values=cache,
-                use_cache=True, output_hidden_states=need_hidden, logits_to_keep=1)
+                use_cache=True, output_hidden_states=strategy.hidden_needed(0), logits_to_keep=1)
     next_pos = position[:, -1] + 1
 
     sequences = ids
@@ -174,7 +173,7 @@ def _decode_batch(model, tokenizer, rows, config, strategy, stop_ids, ctx_len) -
         error_step = torch.where(bad, step, error_step)
         finished = finished | bad
         logits = torch.where(bad[:, None], 0.0, logits)  # strategies never see NaN
-        hidden = out.hidden_states[-1][:, -1] if need_hidden else None
+        hidden = out.hidden_states[-1][:, -1] if strategy.hidden_needed(step) else None
         decision = strategy.step(StepContext(step, logits, hidden, sequences, finished, embed, generator))
         tokens = torch.where(finished, pad_id, decision.tokens)
         emit = ~finished if decision.emit is None else decision.emit & ~finished
@@ -193,7 +192,7 @@ def _decode_batch(model, tokenizer, rows, config, strategy, stop_ids, ctx_len) -
             inputs = torch.where((use & ~finished)[:, None], decision.embeds.to(inputs.dtype), inputs)
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
         out = model(inputs_embeds=inputs[:, None], attention_mask=mask, position_ids=next_pos[:, None],
-                    past_key_values=cache, use_cache=True, output_hidden_states=need_hidden)
+                    past_key_values=cache, use_cache=True, output_hidden_states=strategy.hidden_needed(step + 1))
         next_pos = next_pos + 1
 
     latency = (time.perf_counter() - start) / B

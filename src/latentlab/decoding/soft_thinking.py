@@ -197,6 +197,9 @@ class ThinkingTracker(InputStrategy):
         self.close_id = single_token_id(tokenizer, think_close, "closing")
         self.needs_hidden_states = inner.needs_hidden_states
 
+    def hidden_needed(self, step: int) -> bool:
+        return self.inner.hidden_needed(step)
+
     def start(self, prompt_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
         self.inner.start(prompt_ids, attention_mask)
         self.thinking_steps = torch.zeros(prompt_ids.shape[0], dtype=torch.long, device=prompt_ids.device)

@@ -43,6 +43,11 @@ class InputStrategy:
 
     needs_hidden_states: bool = False
 
+    def hidden_needed(self, step: int) -> bool:
+        """Whether `step`'s context needs `hidden` (the forward before it then returns hidden states, which
+        costs a little per call). Default: `needs_hidden_states` at every step."""
+        return self.needs_hidden_states
+
     def start(self, prompt_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
         """Called once per batch after tokenisation, before the prefill."""
 

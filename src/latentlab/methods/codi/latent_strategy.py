@@ -26,6 +26,9 @@ from latentlab.decoding.strategies import DiscreteStrategy, StepContext, StepDec
 class CODIStrategy(DiscreteStrategy):
     needs_hidden_states = True
 
+    def hidden_needed(self, step: int) -> bool:  # only the thought steps read the hidden state
+        return 1 <= step <= self.num_latent
+
     def __init__(self, model, sampling: SamplingConfig | None = None, record_thoughts: bool = False):
         super().__init__(sampling)
         self.model = model
