@@ -6,7 +6,8 @@ Every variant is a `run_bolt` run of the recipe bolt/toy_chain with a few overri
 folder; the EM variants share the teacher run's warm-start model. At equal raw data:
   raw (same compute)  the raw corpus for as many optimizer steps as each latent M-step
   raw (same tokens)   the raw corpus for as many epochs as an EM M-step makes over its corpus
-Metrics: held-out accuracy (latent models are prompted with SOL <|prior|> after the question),
+Metrics: held-out accuracy (latent models are prompted with the question chunk in its training layout,
+`SOL <|prior|> EOL Q: ... . SOL <|prior|>`; raw models with `Q: ... . `),
 the E-step ELBO (k = 1, 2, 4) of each iteration's proposal model, and how many thoughts are exact
 derivations (sampled proposals, selected thoughts, and thoughts written at evaluation).
 """
@@ -24,7 +25,8 @@ from latentlab.methods.bolt.config import BoltConfig
 from latentlab.methods.bolt.data_format import chunk_corpus
 from latentlab.methods.bolt.em import load_documents, run_bolt
 from latentlab.methods.bolt.estep import read_estep
-from latentlab.methods.bolt.toy import ToyCorpusConfig, derivation, true_thought
+from latentlab.methods.bolt.toy import (ToyCorpusConfig, latent_eval_prompt, raw_eval_prompt, thought_is_correct,
+                                        true_thought)
 from latentlab.recipes import resolve_recipe
 
 VARIANTS = {  # name -> (label, overrides)
@@ -63,8 +65,14 @@ def variant_config(cfg: ToyExperimentConfig, name: str, extra: list[str] = ()) -
     common = (QUICK if cfg.quick else []) + list(cfg.overrides) + [f"em_iterations={cfg.iterations}"]
     if name.startswith(("em", "uniform")):
         common.append(f"warm_start_model={out / 'teacher' / 'iter_0' / 'mstep' / 'model'}")
-    return load_config(BoltConfig, resolve_recipe(cfg.recipe),
-                       common + VARIANTS[name][1] + list(extra) + [f"output_dir={out / name}"])
+    overrides = common + VARIANTS[name][1] + list(extra) + [f"output_dir={out / name}"]
+    bolt = load_config(BoltConfig, resolve_recipe(cfg.recipe), overrides)
+    # latent models: the question chunk in the layout of their teacher documents (empty thought, prior
+    # order); raw models never saw the BoLT tokens: the plain question. JSON is a YAML string.
+    prompt = raw_eval_prompt(bolt.eval_prompt) if bolt.mode == "raw" else latent_eval_prompt(bolt.eval_prompt)
+    if prompt != bolt.eval_prompt:
+        bolt = load_config(BoltConfig, resolve_recipe(cfg.recipe), overrides + [f"eval_prompt={json.dumps(prompt)}"])
+    return bolt
 
 
 def thought_stats(run_dir: Path, bolt: BoltConfig, iteration: int) -> dict:
@@ -89,13 +97,13 @@ def thought_stats(run_dir: Path, bolt: BoltConfig, iteration: int) -> dict:
 
 
 def eval_thoughts_correct(eval_dir: Path, modulus: int) -> float:
-    """Share of evaluation outputs whose thought (text before 'The answer is') is the exact derivation."""
+    """Share of evaluation outputs whose thought (text before 'The answer is') is the exact true thought."""
     good = total = 0
     with (eval_dir / "predictions.jsonl").open() as f:
         for line in f:
             rec = json.loads(line)
             thought = rec["samples"][0]["text"].split("The answer is")[0]
-            good += thought.strip() == derivation(rec["question"], modulus)
+            good += thought_is_correct(rec["question"], thought, modulus)
             total += 1
     return good / total
 

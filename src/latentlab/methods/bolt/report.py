@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
+import shlex
 from pathlib import Path
 
 from latentlab.analysis.plots import plt
 from latentlab.evaluation.harness import write_atomic
+from latentlab.atomic_files import save_figure_atomic
 
 
 def _pct(x) -> str:
@@ -51,23 +54,43 @@ def plot_curves(rows: list[dict], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure_atomic(fig, path, dpi=110)
     plt.close(fig)
+
+
+def reproduce_command(cfg) -> str:
+    """The `latentlab bolt-toy` command line of `cfg` (a ToyExperimentConfig): recipe, variants and
+    overrides are written whenever they differ from the defaults, as JSON lists (valid YAML flow, so
+    items like `tiny_model_options={}` survive), each argument shell-quoted."""
+    from latentlab.methods.bolt.experiment import ToyExperimentConfig
+
+    default = ToyExperimentConfig()
+    args = [f"output_dir={cfg.output_dir}"]
+    if cfg.recipe != default.recipe:
+        args.append(f"recipe={cfg.recipe}")
+    if list(cfg.variants) != default.variants:
+        args.append(f"variants={json.dumps(list(cfg.variants))}")
+    args.append(f"iterations={cfg.iterations}")
+    if cfg.overrides:
+        args.append(f"overrides={json.dumps(list(cfg.overrides))}")
+    if cfg.quick:
+        args.append("quick=true")
+    return " ".join(["latentlab", "bolt-toy"] + [shlex.quote(a) for a in args])
 
 
 def write_toy_report(cfg, out: Path, rows: list[dict]) -> Path:
     plot_curves(rows, out / "bolt_toy.png")
-    quick = " quick=true" if cfg.quick else ""
     text = f"""# BoLT toy experiment
 
 Documents state chain-arithmetic questions and their results only ("Q: 7+5*3. The answer is: 2.");
-the latent thought of an answer sentence is its derivation. The first `teacher_docs` documents get
-exact derivations from the stand-in teacher; EM infers the thoughts of the rest. Every model is a
-random tiny char-level GPT-2 trained from scratch with the same number of optimizer steps per M-step
-(except "raw only (same tokens)"). Accuracy: held-out test problems; latent models are prompted
-`Q: ... SOL <|prior|>` and write a thought, EOL, then the answer. ELBO: the E-step's k-sample bound
-under the model that proposed (iteration i's row: the model of iteration i-1). "exact": thoughts equal
-to the true derivation (answer chunks only).
+the latent thought of an answer sentence is the question restated, then its derivation
+("7+5*3: 7+5=2 2*3=6"). The first `teacher_docs` documents get exact thoughts from the stand-in teacher; EM infers the thoughts of the rest. Every model is a
+random tiny char-level model (the recipe's `model_name_or_path`) trained from scratch with the same
+number of optimizer steps per M-step (except "raw only (same tokens)"). Accuracy: held-out test
+problems; latent models are prompted with the question chunk in its training layout,
+`SOL <|prior|> EOL Q: ... . SOL <|prior|>`, and write a thought, EOL, then the answer; raw-only models
+get `Q: ... . `. ELBO: the E-step's k-sample bound under the model that proposed (iteration i's row:
+the model of iteration i-1). "exact": thoughts equal to the true thought (answer chunks only).
 
 {results_table(rows)}
 
@@ -76,7 +99,7 @@ to the true derivation (answer chunks only).
 ## Reproduce
 
 ```
-latentlab bolt-toy output_dir={cfg.output_dir} iterations={cfg.iterations}{quick}
+OMP_NUM_THREADS=1 {reproduce_command(cfg)}
 ```
 Per-run details: `<variant>/summary.json`, `<variant>/iter_*/estep/manifest.json`, `<variant>/iter_*/eval/`.
 """

@@ -6,9 +6,15 @@ question and the result, one sentence each (a newline ends each answer line):
     Q: 7+5*3-4. The answer is: 2.
     Q: 3*3+1. The answer is: 0.
 
-The true latent thought of an answer sentence is the derivation `7+5=2 2*3=6 6-4=2` of the question
-in the previous sentence; a question sentence's thought is empty. `derivation_teacher` writes
+The true latent thought of an answer sentence is the question of the previous sentence restated,
+then its derivation: `7+5*3-4: 7+5=2 2*3=6 6-4=2`; a question sentence's thought is empty. `derivation_teacher` writes
 exactly these (the stand-in for a strong teacher), and `thought_is_correct` grades any thought.
+
+Evaluation prompts: a latent model sees the question chunk in the layout its teacher documents
+have in training (the empty thought in prior order, `SOL <|prior|> EOL Q: ... . `) followed by
+`SOL <|prior|>` (`latent_eval_prompt`, applied by experiment.py); a raw model sees the plain
+`Q: ... . ` (`raw_eval_prompt`). With the plain prompt a
+warm start that had learned derivations in the training layout wrote empty thoughts (docs/LOG.md).
 """
 
 from __future__ import annotations
@@ -17,11 +23,14 @@ import re
 from dataclasses import dataclass, field
 
 from latentlab.errors import LatentLabError
+from latentlab.methods.bolt.data_format import EOL, PRIOR, SOL
 from latentlab.methods.bolt.synthesis import FunctionTeacher
 from latentlab.tasks.synthetic import generate_chain
 
 TOY_PROMPT = "{prefix}|{chunk}"  # what the derivation teacher parses
 TOY_EVAL_PROMPT = "Q: {question}. "
+EMPTY_PRIOR_THOUGHT = SOL + PRIOR + EOL  # a question chunk's (empty) thought, prior order
+TOY_LATENT_EVAL_PROMPT = EMPTY_PRIOR_THOUGHT + TOY_EVAL_PROMPT  # what bolt-toy's latent variants get
 _QUESTION = re.compile(r"Q: ([0-9+\-*]+)\. ")
 
 
@@ -62,12 +71,20 @@ def derivation(question: str, modulus: int = 10) -> str:
     return " ".join(steps)
 
 
+def toy_thought(question: str, modulus: int = 10) -> str:
+    """The latent thought of an answer: the question restated, then its derivation
+    ("7+5*3" -> "7+5*3: 7+5=2 2*3=6"). Restating first turns the hard part, fetching each operand and
+    operator from the question sentence, into copying one span, and puts every operand at a fixed
+    distance inside the thought (docs/LOG.md: without it the warm start never copied the operators)."""
+    return f"{question}: {derivation(question, modulus)}"
+
+
 def true_thought(prefix: str, chunk: str, modulus: int = 10) -> str:
-    """Derivation for an answer sentence (question read from the prefix); empty for anything else."""
+    """The thought of an answer sentence (question read from the prefix); empty for anything else."""
     if not chunk.startswith("The answer is"):
         return ""
     questions = _QUESTION.findall(prefix)
-    return derivation(questions[-1], modulus) if questions else ""
+    return toy_thought(questions[-1], modulus) if questions else ""
 
 
 def derivation_teacher(modulus: int = 10) -> FunctionTeacher:
@@ -78,4 +95,14 @@ def derivation_teacher(modulus: int = 10) -> FunctionTeacher:
 
 
 def thought_is_correct(question: str, thought: str, modulus: int = 10) -> bool:
-    return thought.strip() == derivation(question, modulus)
+    return thought.strip() == toy_thought(question, modulus)
+
+
+def raw_eval_prompt(prompt: str) -> str:
+    """The prompt for a raw-only model: `prompt` without the latent layout of the question chunk."""
+    return prompt.replace(EMPTY_PRIOR_THOUGHT, "")
+
+
+def latent_eval_prompt(prompt: str) -> str:
+    """The prompt for a latent model: the question chunk with its empty thought in prior order."""
+    return prompt if prompt.startswith(EMPTY_PRIOR_THOUGHT) else EMPTY_PRIOR_THOUGHT + prompt
