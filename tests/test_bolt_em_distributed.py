@@ -32,7 +32,7 @@ TIMINGS = ("proposer_sampling_seconds", "proposer_scoring_seconds", "proposer_sc
 # 16-token rows (55 rows in the warm start, 64 in iteration 1: 4 x 8 rows stay in the first epoch), a
 # random model with larger weights (0.05) and a learning rate at which the E-step closes some thoughts (15 of
 # 32 chunks get one) and the evaluations do not decode one string for every example
-SETTINGS = ["toy_options.documents=24", "teacher_docs=8", "tiny_model_options={n_positions: 256, initializer_range: 0.05}",
+SETTINGS = ["model_name_or_path=tiny-gpt2", "toy_options.documents=24", "teacher_docs=8", "tiny_model_options={n_positions: 256, initializer_range: 0.05}",
             "seq_len=16", "max_steps=4", "save_steps=1000", "logging_steps=1", "learning_rate=1e-3",
             "lr_scheduler_type=constant", "warmup_steps=0", "em_iterations=1",
             "estep.num_samples=2", "estep.max_thought_tokens=16", "estep.shard_size=8",
