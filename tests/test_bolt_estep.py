@@ -60,10 +60,14 @@ def test_importance_resampling_frequencies():
 def test_elbo_by_hand():
     rows = [[math.log(1.0), math.log(3.0), math.log(2.0), math.log(6.0)],
             [0.0, 0.0, 0.0, -math.inf]]
-    out = elbo_estimates(rows, (1, 2, 4))
-    assert out["elbo_k1"] == pytest.approx((0.0 + 0.0) / 2)
-    assert out["elbo_k2"] == pytest.approx((math.log(2.0) + 0.0) / 2)
-    assert out["elbo_k4"] == pytest.approx(math.log(3.0)) and out["elbo_k4_chunks"] == 1
+    out = elbo_estimates(rows, (1, 2, 4))  # row 1 has an unclosed 4th proposal: every k uses row 0 only
+    assert out["elbo_k1"] == pytest.approx(0.0)
+    assert out["elbo_k2"] == pytest.approx(math.log(2.0))
+    assert out["elbo_k4"] == pytest.approx(math.log(3.0))
+    assert out["elbo_k1_chunks"] == out["elbo_k2_chunks"] == out["elbo_k4_chunks"] == 1
+    one = elbo_estimates([[math.log(2.0)], [-math.inf], [0.0]], (1, 2, 4))  # K = 1: only k = 1 exists
+    assert one["elbo_k1"] == pytest.approx(math.log(2.0) / 2) and one["elbo_k1_chunks"] == 2
+    assert math.isnan(one["elbo_k4"]) and one["elbo_k4_chunks"] == 0
     assert log_mean_exp([math.log(2), math.log(4)]) == pytest.approx(math.log(3))
     # the k-sample bound grows with k in expectation (Jensen): check on random weights
     g = torch.Generator().manual_seed(0)

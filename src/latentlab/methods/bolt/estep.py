@@ -86,11 +86,16 @@ def log_mean_exp(values: Sequence[float]) -> float:
 def elbo_estimates(log_w_rows: Sequence[Sequence[float]], ks: Sequence[int] = (1, 2, 4)) -> dict[str, float | int]:
     """Mean over chunks of log-mean-exp of the first k weights (the k-sample bound on log p(X)).
 
-    Only chunks whose first k proposals are all valid count; `elbo_k{k}_chunks` says how many.
+    Every k is averaged over the SAME chunks: those whose first k_max proposals are all valid, k_max the
+    largest k in `ks` that every row has proposals for (so the bound's growth with k is not confounded by
+    different chunk sets). A k beyond the rows' proposals gives nan; `elbo_k{k}_chunks` says how many.
     """
     out: dict[str, float | int] = {}
+    usable = [k for k in ks if log_w_rows and all(len(row) >= k for row in log_w_rows)]
+    k_max = max(usable, default=0)
+    common = [row for row in log_w_rows if k_max and all(map(math.isfinite, row[:k_max]))]
     for k in ks:
-        vals = [log_mean_exp(row[:k]) for row in log_w_rows if len(row) >= k and all(map(math.isfinite, row[:k]))]
+        vals = [log_mean_exp(row[:k]) for row in common] if k <= k_max else []
         out[f"elbo_k{k}"] = sum(vals) / len(vals) if vals else float("nan")
         out[f"elbo_k{k}_chunks"] = len(vals)
     return out
