@@ -6,7 +6,6 @@ LATENTLAB_CRASH_SEED to draw another; the seed and the delay are in every failur
 inside a checkpoint write, the moment a resume from the newest directory would break.
 """
 
-import inspect
 import json
 import os
 import random
@@ -19,9 +18,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from latentlab.methods import sft
 from latentlab.methods.checkpoints import checkpoint_is_complete, last_complete_checkpoint
-from latentlab.methods.codi import trainer as codi_trainer
 
 pytestmark = pytest.mark.slow
 SEED = int(os.environ.get("LATENTLAB_CRASH_SEED", "6"))
@@ -32,11 +29,6 @@ COMMANDS = {
     "codi": (["codi-train", "codi/chain", "num_latent=2", *COMMON],
              ["model/model/model.safetensors", "model/projection.safetensors"]),
 }
-# Until sft.py / codi/trainer.py pick their checkpoint with last_complete_checkpoint (they use transformers'
-# get_last_checkpoint, which returns a half-written directory), a kill inside a checkpoint write breaks resume.
-RESUME_SKIPS_INCOMPLETE = all("last_complete_checkpoint" in inspect.getsource(m) for m in (sft, codi_trainer))
-needs_safe_resume = pytest.mark.xfail(not RESUME_SKIPS_INCOMPLETE, strict=False,
-                                      reason="training still resumes with transformers' get_last_checkpoint")
 
 
 def start(method: str, out: Path) -> subprocess.Popen:
@@ -100,7 +92,6 @@ def half_written_checkpoint(out: Path, after: int) -> bool:
         return False
 
 
-@needs_safe_resume
 @pytest.mark.parametrize("method", list(COMMANDS))
 def test_sigkill_then_resume_gives_the_same_weights(method, reference_runs, tmp_path):
     """Kill once at a random time, once inside a checkpoint write, then let the same command finish."""

@@ -40,3 +40,26 @@ def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
             return str(path)
         log.warning("skipping incomplete checkpoint %s (interrupted while saving)", path)
     return None
+
+
+def open_run_dir(cfg) -> Path:
+    """Start (or continue) a training run in `cfg.output_dir`: check the task name first (so a typo writes
+    nothing), create the directory, and write config.yaml from the main process. Returns the directory."""
+    from latentlab.config import save_config
+    from latentlab.tasks.registry import get_benchmark
+
+    get_benchmark(cfg.task)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.should_save:
+        save_config(cfg, out / "config.yaml")
+    return out
+
+
+def train_resuming(trainer, cfg, out: Path):
+    """`trainer.train()`, from the last complete checkpoint in `out` when `cfg.resume`. Returns (result, that
+    checkpoint or None)."""
+    last = last_complete_checkpoint(out) if cfg.resume else None
+    if last:
+        log.info("resuming from %s", last)
+    return trainer.train(resume_from_checkpoint=last), last

@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
-from latentlab.methods.checkpoints import last_complete_checkpoint
+from latentlab.methods.checkpoints import open_run_dir, train_resuming
 
-from latentlab.config import save_config
 from latentlab.errors import LatentLabError
 from latentlab.evaluation.harness import write_atomic
 from latentlab.methods.formatting import ANSWER_PROMPT, tokenize_sft_example
@@ -108,11 +107,7 @@ def build_sft_dataset(cfg: SFTConfig, tokenizer) -> tuple[Any, dict[str, int]]:
 def train_sft(cfg: SFTConfig, callbacks: list | None = None) -> Path:
     """Train, save the final HF model to output_dir/model, return that path.
     Under a distributed launch every rank calls this; files are written by the main process only."""
-    get_benchmark(cfg.task)  # an unknown task fails before anything is written
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if cfg.should_save:
-        save_config(cfg, out / "config.yaml")
+    out = open_run_dir(cfg)
     with cfg.main_process_first(local=cfg.save_on_each_node, desc="building the model"):  # tiny-* is written once
         model, tokenizer = prepare_model(cfg)
     dataset, counts = build_sft_dataset(cfg, tokenizer)
@@ -125,10 +120,7 @@ def train_sft(cfg: SFTConfig, callbacks: list | None = None) -> Path:
         processing_class=tokenizer,
         callbacks=callbacks,
     )
-    last = last_complete_checkpoint(out) if cfg.resume else None
-    if last:
-        log.info("resuming from %s", last)
-    result = trainer.train(resume_from_checkpoint=last)
+    result, last = train_resuming(trainer, cfg, out)
     final = out / "model"
     if cfg.lora is not None:  # keep the adapter, and save a merged model that loads like any other
         trainer.save_model(str(out / "adapter"))

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import torch
 from transformers import Trainer
-from latentlab.methods.checkpoints import last_complete_checkpoint
+from latentlab.methods.checkpoints import open_run_dir, train_resuming
 
-from latentlab.config import save_config
 from latentlab.errors import LatentLabError
 from latentlab.evaluation.harness import write_atomic
 from latentlab.methods.codi.config import CODIConfig
@@ -86,11 +85,7 @@ def build_codi_dataset(cfg: CODIConfig, tokenizer):
 def train_codi(cfg: CODIConfig, callbacks: list | None = None) -> Path:
     """Train CODI, save the final model to output_dir/model (load it with `load_codi`), return that path.
     Under a distributed launch every rank calls this; files are written by the main process only."""
-    get_benchmark(cfg.task)  # an unknown task fails before anything is written
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if cfg.should_save:
-        save_config(cfg, out / "config.yaml")
+    out = open_run_dir(cfg)
     with cfg.main_process_first(local=cfg.save_on_each_node, desc="building the model"):  # tiny-* is written once
         model, tokenizer = build_codi_model(cfg)
     dataset, counts = build_codi_dataset(cfg, tokenizer)
@@ -101,10 +96,7 @@ def train_codi(cfg: CODIConfig, callbacks: list | None = None) -> Path:
     if trainer.is_fsdp_enabled or _is_zero3(trainer):  # fail now rather than at the first checkpoint
         raise LatentLabError("CODI saves whole weights from the unwrapped model: FSDP and DeepSpeed ZeRO-3 "
                              "(sharded weights) are not supported; use DDP or ZeRO-2 (docs/scale.md)")
-    last = last_complete_checkpoint(out) if cfg.resume else None
-    if last:
-        log.info("resuming from %s", last)
-    result = trainer.train(resume_from_checkpoint=last)
+    result, last = train_resuming(trainer, cfg, out)
     final = out / "model"
     trainer.save_model(str(final))  # the main process writes the save_codi format (see _save)
     if cfg.should_save:
