@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from latentlab.config import config_to_dict, save_config
 from latentlab.evaluation.harness import EvalConfig, evaluate
@@ -41,21 +41,33 @@ def eval_run_key(cfg: EvalConfig) -> dict[str, Any]:
     return {"config": config_to_dict(dataclasses.replace(cfg, output_dir="")), "model_files": model_files_key(cfg.model)}
 
 
-def run_eval(cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
-    if not cfg.model:
-        raise LatentLabError("eval needs model=<hub name or path>")
+def run_with_model(cfg: EvalConfig, load: Callable[[str], tuple], progress: bool = True) -> dict[str, Any]:
+    """What every eval command shares: the benchmark, then `load(device) -> (model, tokenizer, strategy,
+    extra metrics)`, then config.yaml (main process; written only once everything loaded) and the harness."""
     spec = get_benchmark(cfg.benchmark)
     examples = load_benchmark(cfg.benchmark, cfg.split, data_dir=cfg.data_dir, limit=cfg.limit, **cfg.task_options)
     procs = current_processes()
-    model, tokenizer = load_model_and_tokenizer(cfg.model, dtype=cfg.dtype, device=process_device(cfg.device, procs))
+    model, tokenizer, strategy, extra_metrics = load(process_device(cfg.device, procs))
     out = Path(cfg.output_dir)
     if procs.is_main:
         save_config(cfg, out / "config.yaml")
-    strategy = None
-    if cfg.soft_thinking is not None:
-        from latentlab.decoding.soft_thinking import SoftThinkingStrategy
-
-        strategy = SoftThinkingStrategy(cfg.soft_thinking, tokenizer)
     return evaluate(model, tokenizer, examples, spec, cfg.decode, strategy, num_samples=cfg.num_samples,
                     prompt=cfg.prompt, output_dir=out, progress=progress, shard_size=cfg.shard_size,
-                    processes=procs, extra_metrics={"model": cfg.model}, run_key=eval_run_key(cfg))
+                    processes=procs, extra_metrics={"model": cfg.model, **extra_metrics},
+                    run_key=eval_run_key(cfg))
+
+
+def run_eval(cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
+    if not cfg.model:
+        raise LatentLabError("eval needs model=<hub name or path>")
+
+    def load(device: str):
+        model, tokenizer = load_model_and_tokenizer(cfg.model, dtype=cfg.dtype, device=device)
+        strategy = None
+        if cfg.soft_thinking is not None:
+            from latentlab.decoding.soft_thinking import SoftThinkingStrategy
+
+            strategy = SoftThinkingStrategy(cfg.soft_thinking, tokenizer)
+        return model, tokenizer, strategy, {}
+
+    return run_with_model(cfg, load, progress)

@@ -7,15 +7,11 @@ harness run: resumable after a crash, split across processes under torchrun.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from latentlab.config import save_config
 from latentlab.errors import LatentLabError
-from latentlab.evaluation.harness import EvalConfig, evaluate
-from latentlab.evaluation.run import eval_run_key, process_device
-from latentlab.evaluation.sharding import current_processes
-from latentlab.tasks.registry import get_benchmark, load_benchmark
+from latentlab.evaluation.harness import EvalConfig
+from latentlab.evaluation.run import run_with_model
 
 
 def run_codi_eval(cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
@@ -23,15 +19,10 @@ def run_codi_eval(cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
 
     if not cfg.model:
         raise LatentLabError("codi-eval needs model=<saved CODI directory>")
-    spec = get_benchmark(cfg.benchmark)
-    examples = load_benchmark(cfg.benchmark, cfg.split, data_dir=cfg.data_dir, limit=cfg.limit, **cfg.task_options)
-    procs = current_processes()
-    model, tokenizer = load_codi(cfg.model, dtype="float32" if cfg.dtype == "auto" else cfg.dtype,
-                                 device=process_device(cfg.device, procs))
-    out = Path(cfg.output_dir)
-    if procs.is_main:
-        save_config(cfg, out / "config.yaml")
-    return evaluate(model.lm, tokenizer, examples, spec, cfg.decode, model.strategy(cfg.decode.sampling()),
-                    num_samples=cfg.num_samples, prompt=cfg.prompt, output_dir=out, progress=progress,
-                    shard_size=cfg.shard_size, processes=procs, run_key=eval_run_key(cfg),
-                    extra_metrics={"model": cfg.model, "method": "codi", "num_latent": model.spec.num_latent})
+
+    def load(device: str):
+        model, tokenizer = load_codi(cfg.model, dtype="float32" if cfg.dtype == "auto" else cfg.dtype, device=device)
+        return (model.lm, tokenizer, model.strategy(cfg.decode.sampling()),
+                {"method": "codi", "num_latent": model.spec.num_latent})
+
+    return run_with_model(cfg, load, progress)
