@@ -100,6 +100,29 @@ def test_logq_from_sampling_equals_teacher_forced(tiny):
     assert rec["log_w"][k] == pytest.approx(rec["log_p"][k] - rec["log_q"][k])
 
 
+def test_prior_proposals_weight_by_the_likelihood(tiny):
+    """proposal=prior: Z ~ p(Z | P SOL <prior>), so log w = log p(<prior> | P SOL) + log p(X | P SOL <prior> Z EOL)."""
+    model, tok, ids = tiny
+    cfg = EStepConfig(num_samples=8, max_thought_tokens=60, batch_size=16, proposal="prior")
+    prompts, _ = chunk_prompts(tok, docs(2), cfg, 128)
+    records, _ = estep_shard(model, tok, prompts, ids, cfg, 0)
+    checked = 0
+    for rec, p in zip(records, prompts):
+        for k, ok in enumerate(rec["closed"]):
+            if not ok:
+                continue
+            z = tok(rec["proposals"][k], add_special_tokens=False)["input_ids"] + [ids.eol]
+            logq = sequence_logprobs(model, [p.prefix + [ids.sol, ids.prior]], [z])[0]
+            head, tail = sequence_logprobs(model, [p.prefix + [ids.sol], p.prefix + [ids.sol, ids.prior, *z]],
+                                           [[ids.prior], p.x])
+            assert rec["log_q"][k] == pytest.approx(logq, abs=1e-3)
+            assert rec["log_w"][k] == pytest.approx(head + tail, abs=2e-3)
+            checked += 1
+    assert checked > 0
+    with pytest.raises(LatentLabError, match="estep.proposal"):
+        EStepConfig(proposal="teacher")
+
+
 def test_unclosed_proposals_and_long_chunks_are_counted(tiny):
     model, tok, ids = tiny
     cfg = EStepConfig(num_samples=2, max_thought_tokens=1, batch_size=8)  # one token: almost never EOL

@@ -22,7 +22,7 @@ from latentlab.decoding.loop import DecodeConfig, decode
 from latentlab.decoding.scoring import sequence_logprobs
 from latentlab.evaluation.harness import write_atomic
 from latentlab.methods.bolt.data_format import add_bolt_tokens, chunk_corpus
-from latentlab.methods.bolt.estep import EStepConfig, LogProbSampler, chunk_prompts
+from latentlab.methods.bolt.estep import EStepConfig, LogProbSampler, chunk_prompts, proposal_rows
 from latentlab.methods.bolt.toy import ToyCorpusConfig, toy_documents
 from latentlab.models.loading import load_model_and_tokenizer, resolve_device
 from latentlab.models.tiny import build_tiny_model, char_tokenizer, tiny_size_overrides
@@ -52,7 +52,7 @@ def run_estep_bench(cfg: EStepBenchConfig) -> dict:
     docs, _ = chunk_corpus(toy_documents(ToyCorpusConfig(documents=cfg.documents)), 0, 1)
     ecfg = EStepConfig(num_samples=cfg.num_samples, max_thought_tokens=cfg.max_thought_tokens)
     prompts, _ = chunk_prompts(tok, docs, ecfg, None)
-    rows = [p.prefix + [ids.sol, ids.eol] + p.x + [ids.sol, ids.posterior] for p in prompts for _ in range(cfg.num_samples)]
+    rows = proposal_rows(prompts, ids, ecfg)
     dcfg = DecodeConfig(do_sample=True, max_new_tokens=cfg.max_thought_tokens, batch_size=cfg.batch_size,
                         stop_token_ids=[ids.eol])
 

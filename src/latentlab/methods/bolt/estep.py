@@ -43,6 +43,7 @@ from latentlab.methods.bolt.data_format import BoltTokenIds, Chunk, encode, text
 
 log = logging.getLogger(__name__)
 SELECTIONS = ("importance", "best", "uniform")
+PROPOSALS = ("posterior", "prior")
 
 
 # ---------------------------------------------------------------- the math (pure functions)
@@ -126,6 +127,8 @@ class LogProbSampler(InputStrategy):
 class EStepConfig:
     num_samples: int = field(default=4, metadata={"help": "K proposals per chunk (paper: 4)"})
     selection: str = field(default="importance", metadata={"help": "importance (paper) | best | uniform (control)"})
+    proposal: str = field(default="posterior", metadata={"help": "posterior: q(Z|X) (paper) | prior: p(Z), "
+                                                                  "weights = likelihood p(X|Z) (toy)"})
     prefix_chunks: int = field(default=3, metadata={"help": "previous raw chunks in the proposal prompt (paper: 3)"})
     max_thought_tokens: int = field(default=1024, metadata={"help": "proposal length cap (paper: 1024)"})
     shard_size: int = field(default=256, metadata={"help": "chunks per shard file"})
@@ -136,6 +139,8 @@ class EStepConfig:
     def __post_init__(self) -> None:
         if self.selection not in SELECTIONS:
             raise LatentLabError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
+        if self.proposal not in PROPOSALS:
+            raise LatentLabError(f"estep.proposal must be one of {PROPOSALS}, got {self.proposal!r}")
         for name in ("num_samples", "max_thought_tokens", "shard_size", "batch_size", "score_batch_size"):
             if getattr(self, name) < 1:
                 raise LatentLabError(f"estep.{name} must be >= 1, got {getattr(self, name)}")
@@ -170,11 +175,18 @@ def chunk_prompts(tokenizer, documents: Sequence[Sequence[Chunk]], cfg: EStepCon
     return prompts, too_long
 
 
+def proposal_rows(prompts: Sequence[ChunkPrompt], tok: BoltTokenIds, cfg: EStepConfig) -> list[list[int]]:
+    """K sampling prompts per chunk: posterior order `P SOL EOL X SOL <|posterior|>`, or `P SOL <|prior|>`."""
+    if cfg.proposal == "prior":
+        return [p.prefix + [tok.sol, tok.prior] for p in prompts for _ in range(cfg.num_samples)]
+    return [p.prefix + [tok.sol, tok.eol] + p.x + [tok.sol, tok.posterior] for p in prompts for _ in range(cfg.num_samples)]
+
+
 def estep_shard(model, tokenizer, prompts: Sequence[ChunkPrompt], tok: BoltTokenIds, cfg: EStepConfig,
                 shard_index: int) -> tuple[list[dict], dict]:
     """Propose, score, weight and select for one shard; returns (records, stats)."""
     K = cfg.num_samples
-    rows = [p.prefix + [tok.sol, tok.eol] + p.x + [tok.sol, tok.posterior] for p in prompts for _ in range(K)]
+    rows = proposal_rows(prompts, tok, cfg)
     dcfg = DecodeConfig(do_sample=True, temperature=1.0, max_new_tokens=cfg.max_thought_tokens,
                         batch_size=cfg.batch_size, seed=cfg.seed * 1_000_003 + shard_index, stop_token_ids=[tok.eol])
     t0 = time.perf_counter()
