@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,8 +85,7 @@ def thought_stats(run_dir: Path, bolt: BoltConfig, iteration: int) -> dict:
     mod = ToyCorpusConfig(**bolt.toy_options).modulus
     want = {c.chunk_id: true_thought(d[c.index - 1].text if c.index else "", c.text, mod)
             for d in docs for c in d if c.text.startswith("The answer is")}
-    props = sel = n = 0
-    n_props = 0
+    props = sel = sel_result = n = n_props = 0
     for r in read_estep(estep):
         if r["chunk_id"] not in want:
             continue
@@ -93,7 +93,15 @@ def thought_stats(run_dir: Path, bolt: BoltConfig, iteration: int) -> dict:
         props += sum(p.strip() == want[r["chunk_id"]] for p, ok in zip(r["proposals"], r["closed"]) if ok)
         n_props += len(r["proposals"])
         sel += r["thought"] is not None and r["thought"].strip() == want[r["chunk_id"]]
-    return {"proposals_correct": props / n_props if n_props else math.nan, "selected_correct": sel / n if n else math.nan}
+        sel_result += r["thought"] is not None and final_result(r["thought"]) == final_result(want[r["chunk_id"]])
+    return {"proposals_correct": props / n_props if n_props else math.nan, "selected_correct": sel / n if n else math.nan,
+            "selected_result_correct": sel_result / n if n else math.nan}
+
+
+def final_result(thought: str) -> str | None:
+    """The last `=d` of a derivation (what the answer should copy); None when there is none."""
+    results = re.findall(r"=(\d+)", thought)
+    return results[-1] if results else None
 
 
 def eval_thoughts_correct(eval_dir: Path, modulus: int) -> float:

@@ -22,11 +22,13 @@ def _num(x) -> str:
 
 def results_table(rows: list[dict]) -> str:
     lines = ["| run | iteration | accuracy | eval thoughts exact | proposer ELBO k=1 / 2 / 4 (nats/chunk) | "
-             "proposals exact | selected exact | steps |", "|---|---:|---:|---:|---|---:|---:|---:|"]
+             "proposals exact | selected exact | selected: right result | steps |",
+             "|---|---:|---:|---:|---|---:|---:|---:|---:|"]
     for r in rows:
         elbo = " / ".join(_num(r.get(f"proposer_elbo_k{k}")) for k in (1, 2, 4))
         lines.append(f"| {r['label']} | {r['iteration']} | {_pct(r['accuracy'])} | {_pct(r.get('eval_thoughts_correct'))} "
-                     f"| {elbo} | {_pct(r.get('proposals_correct'))} | {_pct(r.get('selected_correct'))} | {r['max_steps']} |")
+                     f"| {elbo} | {_pct(r.get('proposals_correct'))} | {_pct(r.get('selected_correct'))} "
+                     f"| {_pct(r.get('selected_result_correct'))} | {r['max_steps']} |")
     return "\n".join(lines)
 
 
@@ -42,14 +44,17 @@ def plot_curves(rows: list[dict], path: Path) -> None:
             key = "proposer_elbo_k4" if all("proposer_elbo_k4" in r for r in em) else "proposer_elbo_k1"
             axes[1].plot([r["iteration"] - 1 for r in em], [r[key] for r in em], marker="o",
                          label=f"{its[-1]['label']} ({key[-2:]})")
-            axes[2].plot([r["iteration"] for r in em], [100 * r.get("selected_correct", math.nan) for r in em],
-                         marker="o", label=its[-1]["label"])
+            line, = axes[2].plot([r["iteration"] for r in em], [100 * r.get("selected_correct", math.nan) for r in em],
+                                 marker="o", label=its[-1]["label"])
+            axes[2].plot([r["iteration"] for r in em], [100 * r.get("selected_result_correct", math.nan) for r in em],
+                         marker="x", linestyle=":", color=line.get_color())
         elif variant.startswith("raw"):
             axes[0].axhline(100 * its[0]["accuracy"], linestyle="--", color="gray" if "compute" in variant else "k",
                             label=its[0]["label"])
     axes[0].set(xlabel="EM iteration (0 = warm start)", ylabel="test accuracy (%)", title="accuracy")
     axes[1].set(xlabel="model (0 = warm start)", ylabel="ELBO (nats / chunk)", title="E-step ELBO of the proposer")
-    axes[2].set(xlabel="EM iteration", ylabel="selected thoughts exact (%)", title="thought quality")
+    axes[2].set(xlabel="EM iteration", ylabel="selected thoughts (%)",
+                title="thought quality: exact (o), right result (x)")
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
@@ -89,8 +94,11 @@ random tiny char-level model (the recipe's `model_name_or_path`) trained from sc
 number of optimizer steps per M-step (except "raw only (same tokens)"). Accuracy: held-out test
 problems; latent models are prompted with the question chunk in its training layout,
 `SOL <|prior|> EOL Q: ... . SOL <|prior|>`, and write a thought, EOL, then the answer; raw-only models
-get `Q: ... . `. ELBO: the E-step's k-sample bound under the model that proposed (iteration i's row:
-the model of iteration i-1). "exact": thoughts equal to the true thought (answer chunks only).
+get `Q: ... . `. E-step: K proposals per chunk from `estep.proposal` (the toy recipe: the prior, so the
+importance weight is the likelihood of the chunk given the thought), one kept by `estep.selection`.
+ELBO: the E-step's k-sample bound under the model that proposed (iteration i's row: the model of
+iteration i-1). "exact": thoughts equal to the true thought; "right result": the thought's last
+result is the document's answer (answer chunks only).
 
 {results_table(rows)}
 

@@ -1,0 +1,62 @@
+"""The BoLT toy's ground truth: derivations by hand, the teacher, the graders, and the E-step thought statistics."""
+
+import json
+import math
+
+import pytest
+
+import latentlab.methods.bolt.experiment as experiment
+from latentlab.config import load_config
+from latentlab.errors import LatentLabError
+from latentlab.methods.bolt.config import BoltConfig
+from latentlab.methods.bolt.toy import (ToyCorpusConfig, derivation, derivation_teacher, thought_is_correct,
+                                        toy_documents, toy_thought, true_thought)
+from latentlab.recipes import resolve_recipe
+
+
+def test_derivations_by_hand():
+    assert derivation("7+5*3") == "7+5=2 2*3=6"  # 12 mod 10 = 2, then 6
+    assert derivation("3*7-7") == "3*7=1 1-7=4"  # 21 -> 1, 1 - 7 = -6 -> 4
+    assert derivation("9-9-9", modulus=7) == "9-9=0 0-9=5"  # -9 mod 7 = 5
+    assert toy_thought("3*7-7") == "3*7-7: 3*7=1 1-7=4"
+    with pytest.raises(LatentLabError, match="not a chain question"):
+        derivation("3*x")
+
+
+def test_teacher_and_graders():
+    prefix = "Q: 3*7-7. "
+    assert true_thought(prefix, "The answer is: 4.\n") == "3*7-7: 3*7=1 1-7=4"
+    assert true_thought("", "Q: 3*7-7. ") == ""  # question chunks think nothing
+    assert derivation_teacher().complete([f"{prefix}|The answer is: 4.\n"])[0] == "3*7-7: 3*7=1 1-7=4"
+    assert thought_is_correct("3*7-7", " 3*7-7: 3*7=1 1-7=4 ")
+    assert not thought_is_correct("3*7-7", "3*7-7: 3*7=1 1-7=6")
+    docs = toy_documents(ToyCorpusConfig(documents=3, problems_per_document=1, num_steps=2))
+    assert len(docs) == 3 and all(t.startswith("Q: ") and t.endswith(".\n") for _, t in docs)
+
+
+def test_final_result():
+    assert experiment.final_result("3*7-7: 3*7=1 1-7=4") == "4"
+    assert experiment.final_result("no derivation") is None
+
+
+def test_thought_stats_counts_answer_chunks_only(tmp_path, monkeypatch):
+    """Proposals and selections are graded against the true thought; question chunks are not counted."""
+    bolt = load_config(BoltConfig, resolve_recipe("bolt/toy_chain"),
+                       ["toy_options.documents=2", f"output_dir={tmp_path}"])
+    (tmp_path / "iter_1" / "estep").mkdir(parents=True)
+    (tmp_path / "iter_1" / "estep" / "manifest.json").write_text("{}")
+    docs = [("a", "Q: 3*7-7. The answer is: 4.\n"), ("b", "Q: 1+1+1. The answer is: 3.\n")]
+    monkeypatch.setattr(experiment, "load_documents", lambda cfg: docs)
+    records = [
+        {"chunk_id": "a#0", "thought": "", "proposals": ["", ""], "closed": [True, True]},
+        {"chunk_id": "a#1", "thought": "3*7-7: 3*7=1 1-7=4", "closed": [True, True],
+         "proposals": ["3*7-7: 3*7=1 1-7=4", "3*7-7: 3*7=2 2-7=5"]},
+        {"chunk_id": "b#1", "thought": "1+2+1: 1+2=3 3+0=3", "closed": [True, False],
+         "proposals": ["1+2+1: 1+2=3 3+0=3", "1+1+1: 1+1=2 2+1=3"]},  # the unclosed one is not counted
+        {"chunk_id": "b#0", "thought": None, "proposals": ["x", "y"], "closed": [False, False]},
+    ]
+    monkeypatch.setattr(experiment, "read_estep", lambda path: records)
+    stats = experiment.thought_stats(tmp_path, bolt, 1)
+    assert stats == {"proposals_correct": 1 / 4, "selected_correct": 1 / 2, "selected_result_correct": 2 / 2}
+    assert experiment.thought_stats(tmp_path, bolt, 2) == {}
+    assert not math.isnan(json.loads(json.dumps(stats))["proposals_correct"])
