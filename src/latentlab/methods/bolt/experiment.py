@@ -8,8 +8,9 @@ folder; the EM variants share the teacher run's warm-start model. At equal raw d
   raw (same tokens)   the raw corpus for as many epochs as an EM M-step makes over its corpus
 Metrics: held-out accuracy (latent models are prompted with the question chunk in its training layout,
 `SOL <|prior|> EOL Q: ... . SOL <|prior|>`; raw models with `Q: ... . `),
-the E-step ELBO (k = 1, 2, 4) of each iteration's proposal model, and how many thoughts are exact
-derivations (sampled proposals, selected thoughts, and thoughts written at evaluation).
+the E-step ELBO (k = 1, 2, 4) of each iteration's proposal model, how many thoughts are exact
+derivations (sampled proposals, selected thoughts, and thoughts written at evaluation), and how many
+selected thoughts end with the document's answer (what the importance weights can see).
 """
 
 from __future__ import annotations
