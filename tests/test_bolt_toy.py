@@ -60,3 +60,36 @@ def test_thought_stats_counts_answer_chunks_only(tmp_path, monkeypatch):
     assert stats == {"proposals_correct": 1 / 4, "selected_correct": 1 / 2, "selected_result_correct": 2 / 2}
     assert experiment.thought_stats(tmp_path, bolt, 2) == {}
     assert not math.isnan(json.loads(json.dumps(stats))["proposals_correct"])
+
+
+def test_seeds_table_means_by_hand():
+    from latentlab.methods.bolt.report import seeds_table
+
+    rows = [{"variant": "em-k4", "label": "EM K=4", "iteration": 1, "seed": 0, "accuracy": 0.4,
+             "selected_result_correct": 0.5},
+            {"variant": "em-k4", "label": "EM K=4", "iteration": 1, "seed": 1, "accuracy": 0.7,
+             "selected_result_correct": math.nan},
+            {"variant": "raw-compute", "label": "raw", "iteration": 0, "seed": 1, "accuracy": 0.14}]
+    table = seeds_table(rows, [0, 1]).splitlines()
+    assert table[2] == "| EM K=4 | 1 | 55.0% | 40.0% / 70.0% | - | - | 50.0% |"  # nan is left out of means
+    assert table[3] == "| raw | 0 | 14.0% | - / 14.0% | - | - | - |"  # a seed without the run shows "-"
+
+
+def test_several_seeds_run_apart_and_are_averaged(tmp_path):
+    from latentlab.methods.bolt.experiment import ToyExperimentConfig, run_toy_experiment
+    from latentlab.config import load_config as load
+
+    cfg = ToyExperimentConfig(output_dir=str(tmp_path), variants=["raw-compute"], iterations=1, quick=True,
+                              seeds=[0, 3], overrides=["max_steps=4", "task_options.num_examples=8"])
+    report = run_toy_experiment(cfg).read_text()
+    for seed in (0, 3):
+        bolt = load(BoltConfig, tmp_path / f"seed_{seed}" / "raw-compute" / "config.yaml", [])
+        assert bolt.seed == seed and bolt.estep.seed == seed
+        assert (tmp_path / f"seed_{seed}" / "report.md").exists()
+    rows = json.loads((tmp_path / "results.json").read_text())
+    accs = [r["accuracy"] for r in rows]
+    assert [r["seed"] for r in rows] == [0, 3]
+    assert f"| {100 * sum(accs) / 2:.1f}% |" in report and "seeds=[0, 3]" in report
+    assert (tmp_path / "bolt_toy_seeds.png").stat().st_size > 1000
+    with pytest.raises(LatentLabError, match="seeds"):
+        ToyExperimentConfig(seeds=[1, 1])

@@ -1,6 +1,6 @@
 """The BoLT toy experiment: raw-only vs teacher warm start vs EM (K=1, K=4, uniform control).
 
-    latentlab bolt-toy [output_dir=runs/bolt_toy] [iterations=3] [quick=true]
+    latentlab bolt-toy [output_dir=runs/bolt_toy] [iterations=3] [seeds=[0,1,2]] [quick=true]
 
 Every variant is a `run_bolt` run of the recipe bolt/toy_chain with a few overrides, in its own
 folder; the EM variants share the teacher run's warm-start model. At equal raw data:
@@ -11,6 +11,8 @@ Metrics: held-out accuracy (latent models are prompted with the question chunk i
 the E-step ELBO (k = 1, 2, 4) of each iteration's proposal model, how many thoughts are exact
 derivations (sampled proposals, selected thoughts, and thoughts written at evaluation), and how many
 selected thoughts end with the document's answer (what the importance weights can see).
+With several `seeds`, each seed is a whole experiment (warm start, E-steps and M-steps seeded by it)
+in output_dir/seed_<s>/, and output_dir/report.md gives the mean and every seed's value.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from latentlab.config import load_config, save_config
@@ -48,6 +50,8 @@ class ToyExperimentConfig:
     variants: list[str] = field(default_factory=lambda: list(VARIANTS), metadata={"help": f"of {list(VARIANTS)}"})
     iterations: int = field(default=3, metadata={"help": "EM iterations"})
     overrides: list[str] = field(default_factory=list, metadata={"help": "extra key=value for every run"})
+    seeds: list[int] = field(default_factory=lambda: [0], metadata={
+        "help": "one whole experiment per seed (sets seed and estep.seed); several: seed_<s>/ each + a mean report"})
     quick: bool = field(default=False, metadata={"help": "tiny setting for tests"})
 
     def __post_init__(self) -> None:
@@ -56,6 +60,8 @@ class ToyExperimentConfig:
         unknown = set(self.variants) - set(VARIANTS)
         if unknown:
             raise LatentLabError(f"unknown variants {sorted(unknown)}; known: {list(VARIANTS)}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise LatentLabError(f"seeds must be a non-empty list of distinct integers, got {self.seeds}")
 
 
 QUICK = ["toy_options.documents=120", "teacher_docs=30", "max_steps=60", "task_options.num_examples=60",
@@ -65,6 +71,8 @@ QUICK = ["toy_options.documents=120", "teacher_docs=30", "max_steps=60", "task_o
 def variant_config(cfg: ToyExperimentConfig, name: str, extra: list[str] = ()) -> BoltConfig:
     out = Path(cfg.output_dir)
     common = (QUICK if cfg.quick else []) + list(cfg.overrides) + [f"em_iterations={cfg.iterations}"]
+    if cfg.seeds != [0]:
+        common += [f"seed={cfg.seeds[0]}", f"estep.seed={cfg.seeds[0]}"]
     if name.startswith(("em", "uniform")):
         common.append(f"warm_start_model={out / 'teacher' / 'iter_0' / 'mstep' / 'model'}")
     overrides = common + VARIANTS[name][1] + list(extra) + [f"output_dir={out / name}"]
@@ -121,6 +129,16 @@ def run_toy_experiment(cfg: ToyExperimentConfig) -> Path:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "experiment_config.yaml")
+    if len(cfg.seeds) > 1:
+        rows = []
+        for seed in cfg.seeds:
+            one = replace(cfg, output_dir=str(out / f"seed_{seed}"), seeds=[seed])
+            run_toy_experiment(one)
+            rows += [{**r, "seed": seed} for r in json.loads((Path(one.output_dir) / "results.json").read_text())]
+        write_atomic(out / "results.json", json.dumps(rows, indent=2, default=str))
+        from latentlab.methods.bolt.report import write_seeds_report
+
+        return write_seeds_report(cfg, out, rows)
     order = [v for v in ("raw-compute", "teacher", "em-k4", "em-k1", "uniform-k4", "raw-tokens") if v in cfg.variants]
     if any(v.startswith(("em", "uniform")) for v in order) and "teacher" not in order:
         order.insert(0, "teacher")  # the EM variants start from its warm-start model

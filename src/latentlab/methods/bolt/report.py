@@ -57,7 +57,8 @@ def plot_curves(rows: list[dict], path: Path) -> None:
     for ax in axes:
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     save_figure_atomic(fig, path, dpi=110)
     plt.close(fig)
@@ -78,6 +79,8 @@ def reproduce_command(cfg) -> str:
     args.append(f"iterations={cfg.iterations}")
     if cfg.overrides:
         args.append(f"overrides={json.dumps(list(cfg.overrides))}")
+    if list(cfg.seeds) != default.seeds:
+        args.append(f"seeds={json.dumps(list(cfg.seeds))}")
     if cfg.quick:
         args.append("quick=true")
     return " ".join(["latentlab", "bolt-toy"] + [shlex.quote(a) for a in args])
@@ -110,6 +113,79 @@ result is the document's answer (answer chunks only).
 OMP_NUM_THREADS=1 {reproduce_command(cfg)}
 ```
 Per-run details: `<variant>/summary.json`, `<variant>/iter_*/estep/manifest.json`, `<variant>/iter_*/eval/`.
+"""
+    write_atomic(out / "report.md", text)
+    return out / "report.md"
+
+
+# ---------------------------------------------------------------- several seeds
+
+def _mean(values: list) -> float:
+    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return sum(vals) / len(vals) if vals else math.nan
+
+
+def seeds_table(rows: list[dict], seeds: list[int]) -> str:
+    """One line per (variant, iteration): the mean over seeds and each seed's accuracy."""
+    per_seed = " / ".join(f"seed {s}" for s in seeds)
+    lines = [f"| run | iteration | accuracy: mean | {per_seed} | eval thoughts exact (mean) | "
+             "selected exact (mean) | selected: right result (mean) |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for key in dict.fromkeys((r["variant"], r["iteration"]) for r in rows):
+        group = {r["seed"]: r for r in rows if (r["variant"], r["iteration"]) == key}
+        first = next(iter(group.values()))
+        accs = " / ".join(_pct(group[s]["accuracy"]) if s in group else "-" for s in seeds)
+        mean = {k: _mean([r.get(k) for r in group.values()])
+                for k in ("accuracy", "eval_thoughts_correct", "selected_correct", "selected_result_correct")}
+        lines.append(f"| {first['label']} | {key[1]} | {_pct(mean['accuracy'])} | {accs} | "
+                     f"{_pct(mean['eval_thoughts_correct'])} | {_pct(mean['selected_correct'])} | "
+                     f"{_pct(mean['selected_result_correct'])} |")
+    return "\n".join(lines)
+
+
+def plot_seeds(rows: list[dict], path: Path) -> None:
+    """Accuracy by EM iteration: the mean over seeds (line) and every seed (dots); raw-only means dashed."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    teacher = [r for r in rows if r["variant"] == "teacher"]
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        its = [r for r in rows if r["variant"] == variant]
+        if variant.startswith(("em", "uniform")):
+            its = teacher + its
+            xs = sorted({r["iteration"] for r in its})
+            means = [100 * _mean([r["accuracy"] for r in its if r["iteration"] == x]) for x in xs]
+            line, = ax.plot(xs, means, marker="o", label=its[-1]["label"])
+            ax.scatter([r["iteration"] for r in its], [100 * r["accuracy"] for r in its], s=12, alpha=0.5,
+                       color=line.get_color())
+        elif variant.startswith("raw"):
+            ax.axhline(100 * _mean([r["accuracy"] for r in its]), linestyle="--",
+                       color="gray" if "compute" in variant else "k", label=its[0]["label"])
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set(xlabel="EM iteration (0 = warm start)", ylabel="test accuracy (%)",
+           title="BoLT toy: mean over seeds (line), each seed (dots)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    save_figure_atomic(fig, path, dpi=110)
+    plt.close(fig)
+
+
+def write_seeds_report(cfg, out: Path, rows: list[dict]) -> Path:
+    plot_seeds(rows, out / "bolt_toy_seeds.png")
+    seeds = list(cfg.seeds)
+    links = " · ".join(f"[seed {s}](seed_{s}/report.md)" for s in seeds)
+    text = f"""# BoLT toy experiment, {len(seeds)} seeds
+
+Each seed is a whole experiment (warm start, E-steps and M-steps seeded by it; the setting and the
+columns are explained in each seed's report: {links}). Mean over seeds, and every seed's accuracy.
+
+{seeds_table(rows, seeds)}
+
+![accuracy by iteration](bolt_toy_seeds.png)
+
+## Reproduce
+
+```
+OMP_NUM_THREADS=1 {reproduce_command(cfg)}
+```
 """
     write_atomic(out / "report.md", text)
     return out / "report.md"
