@@ -36,6 +36,7 @@ SETTINGS = ["model_name_or_path=tiny-gpt2", "toy_options.documents=24", "teacher
             "seq_len=16", "max_steps=4", "save_steps=1000", "logging_steps=1", "learning_rate=1e-3",
             "lr_scheduler_type=constant", "warmup_steps=0", "em_iterations=1",
             "estep.num_samples=2", "estep.max_thought_tokens=16", "estep.shard_size=8",
+            "prior_probability=0.5", "estep.proposal=posterior",  # pinned: the toy recipe's own choices may change
             "task_options.num_examples=10", "eval_max_new_tokens=16"]
 
 
