@@ -71,8 +71,8 @@ def test_seeds_table_means_by_hand():
              "selected_result_correct": math.nan},
             {"variant": "raw-compute", "label": "raw", "iteration": 0, "seed": 1, "accuracy": 0.14}]
     table = seeds_table(rows, [0, 1]).splitlines()
-    assert table[2] == "| EM K=4 | 1 | 55.0% | 40.0% / 70.0% | - | - | 50.0% |"  # nan is left out of means
-    assert table[3] == "| raw | 0 | 14.0% | - / 14.0% | - | - | - |"  # a seed without the run shows "-"
+    assert table[2] == "| EM K=4 | 1 | 55.0% | 40.0% / 70.0% | - | - | - | 50.0% |"  # nan is left out of means
+    assert table[3] == "| raw | 0 | 14.0% | - / 14.0% | - | - | - | - |"  # a seed without the run shows "-"
 
 
 def test_several_seeds_run_apart_and_are_averaged(tmp_path):

@@ -128,16 +128,18 @@ def _mean(values: list) -> float:
 def seeds_table(rows: list[dict], seeds: list[int]) -> str:
     """One line per (variant, iteration): the mean over seeds and each seed's accuracy."""
     per_seed = " / ".join(f"seed {s}" for s in seeds)
-    lines = [f"| run | iteration | accuracy: mean | {per_seed} | eval thoughts exact (mean) | "
-             "selected exact (mean) | selected: right result (mean) |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [f"| run | iteration | accuracy: mean | {per_seed} | eval thoughts exact (mean) | proposals exact (mean) | "
+             "selected exact (mean) | selected: right result (mean) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for key in dict.fromkeys((r["variant"], r["iteration"]) for r in rows):
         group = {r["seed"]: r for r in rows if (r["variant"], r["iteration"]) == key}
         first = next(iter(group.values()))
         accs = " / ".join(_pct(group[s]["accuracy"]) if s in group else "-" for s in seeds)
         mean = {k: _mean([r.get(k) for r in group.values()])
-                for k in ("accuracy", "eval_thoughts_correct", "selected_correct", "selected_result_correct")}
+                for k in ("accuracy", "eval_thoughts_correct", "proposals_correct", "selected_correct",
+                          "selected_result_correct")}
         lines.append(f"| {first['label']} | {key[1]} | {_pct(mean['accuracy'])} | {accs} | "
-                     f"{_pct(mean['eval_thoughts_correct'])} | {_pct(mean['selected_correct'])} | "
+                     f"{_pct(mean['eval_thoughts_correct'])} | {_pct(mean['proposals_correct'])} | "
+                     f"{_pct(mean['selected_correct'])} | "
                      f"{_pct(mean['selected_result_correct'])} |")
     return "\n".join(lines)
 
