@@ -27,6 +27,7 @@ from latentlab.decoding.concept_tokens import concept_token_embedding, filter_di
 from latentlab.decoding.loop import context_length
 from latentlab.decoding.soft_thinking import SoftThinkingConfig
 from latentlab.errors import LatentLabError
+from latentlab.models.cache_kwargs import cache_kwargs
 
 
 def js_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -115,7 +116,7 @@ def probe_soft_thinking(model, prompt_ids: list[int], soft: SoftThinkingConfig, 
     embed = model.get_input_embeddings()
     ids = torch.tensor([prompt_ids], device=device)
     cache = _new_cache(model)
-    out = model(input_ids=ids, past_key_values=cache, use_cache=True)
+    out = model(input_ids=ids, **cache_kwargs(model, cache), use_cache=True)
     logits, position, probes = out.logits[:, -1].float(), len(prompt_ids), []
     for _ in range(max_steps):
         probs = tempered_probs(logits, soft.temperature)
@@ -125,8 +126,8 @@ def probe_soft_thinking(model, prompt_ids: list[int], soft: SoftThinkingConfig, 
         inputs = torch.cat([concept_token_embedding(dist, embed), e1, e2, mix_weights[0] * e1 + mix_weights[1] * e2])
         branch = copy.deepcopy(cache)
         branch.batch_repeat_interleave(4)
-        out = model(inputs_embeds=inputs[:, None], past_key_values=branch, use_cache=True, output_hidden_states=True,
-                    position_ids=torch.full((4, 1), position, device=device))
+        out = model(inputs_embeds=inputs[:, None], **cache_kwargs(model, branch), use_cache=True,
+                    output_hidden_states=True, position_ids=torch.full((4, 1), position, device=device))
         nxt = torch.softmax(out.logits[:, -1].float() / js_temperature, dim=-1)
         probe = StepProbe(float(js_divergence(nxt[0], nxt[1])), float(js_divergence(nxt[0], nxt[2])),
                           float(js_divergence(nxt[1], nxt[2])), bool(nxt[1].argmax() != nxt[2].argmax()))

@@ -27,6 +27,7 @@ from transformers import DynamicCache
 
 from latentlab.errors import LatentLabError
 from latentlab.methods.formatting import IGNORE_INDEX
+from latentlab.models.cache_kwargs import cache_kwargs
 
 
 @dataclass
@@ -73,7 +74,7 @@ def run_student(lm, projection, batch: dict[str, torch.Tensor], num_latent: int,
     mask = batch["student_mask"]
     position = (mask.cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache(config=lm.config)
-    out = lm(input_ids=batch["student_ids"], attention_mask=mask, position_ids=position, past_key_values=cache,
+    out = lm(input_ids=batch["student_ids"], attention_mask=mask, position_ids=position, **cache_kwargs(lm, cache),
              use_cache=True, output_hidden_states=True, logits_to_keep=1)
     next_pos = position[:, -1] + 1
     for _ in range(num_latent):
@@ -83,12 +84,12 @@ def run_student(lm, projection, batch: dict[str, torch.Tensor], num_latent: int,
         thought = projection(hidden) if projection is not None else hidden
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
         out = lm(inputs_embeds=thought[:, None], attention_mask=mask, position_ids=next_pos[:, None],
-                 past_key_values=cache, use_cache=True, output_hidden_states=True, logits_to_keep=1)
+                 **cache_kwargs(lm, cache), use_cache=True, output_hidden_states=True, logits_to_keep=1)
         next_pos = next_pos + 1
     dec_ids = batch["decoder_ids"]
     dec_pos = next_pos[:, None] + torch.arange(dec_ids.shape[1], device=dec_ids.device)
     return lm(input_ids=dec_ids, attention_mask=torch.cat([mask, batch["decoder_mask"]], dim=1),
-              position_ids=dec_pos, past_key_values=cache, use_cache=True, output_hidden_states=True)
+              position_ids=dec_pos, **cache_kwargs(lm, cache), use_cache=True, output_hidden_states=True)
 
 
 def thought_result_ce(thought_logits: list[torch.Tensor], batch: dict[str, torch.Tensor]) -> torch.Tensor:
