@@ -19,7 +19,6 @@ from latentlab.models import build_tiny_model, char_tokenizer, load_model_and_to
 ARCHS = ["gpt2", "llama", "qwen2"]
 PROMPTS = ["a<think>", "hello<think>", "x = 12 + 3 ?<think>", "The quick brown fox jumps<think>", "Zz9<think>"]
 N_NEW = 16
-GREEDY_ANSWER = {"do_sample": False}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest
@@ -58,19 +57,19 @@ def test_temperature_zero_soft_thinking_is_greedy(mt):
     model, tok = mt
     greedy = run(model, tok)
     assert len({tuple(t) for t in tokens(greedy)}) > 1, "degenerate test model"
-    assert tokens(run(model, tok, soft(tok, temperature=0, answer=GREEDY_ANSWER))) == tokens(greedy)
+    assert tokens(run(model, tok, soft(tok, temperature=0))) == tokens(greedy)
 
 
 def test_max_topk_one_is_greedy_and_so_is_the_official_answer_bug(mt):
     model, tok = mt
     greedy = tokens(run(model, tok))
-    assert tokens(run(model, tok, soft(tok, max_topk=1, answer=GREEDY_ANSWER))) == greedy
+    assert tokens(run(model, tok, soft(tok, max_topk=1))) == greedy
     assert tokens(run(model, tok, soft(tok, max_topk=1, answer_phase_soft=True))) == greedy
 
 
 def test_soft_inputs_change_the_trace(mt):
     model, tok = mt
-    vanilla = soft(tok, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, answer=GREEDY_ANSWER)
+    vanilla = soft(tok, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0)
     assert tokens(run(model, tok, vanilla)) != tokens(run(model, tok))
 
 
@@ -81,12 +80,12 @@ def test_batched_equals_one_by_one(loaded, mode):
     whereas one-hot inputs reset them at every step."""
     model, tok = loaded["llama"]
     model = copy.deepcopy(model).double()
-    batched = run(model, tok, soft(tok, mode=mode, answer=GREEDY_ANSWER), batch_size=len(PROMPTS))
+    batched = run(model, tok, soft(tok, mode=mode), batch_size=len(PROMPTS))
     if mode == "vanilla":
-        single = [run(model, tok, soft(tok, answer=GREEDY_ANSWER), prompts=[p])[0] for p in PROMPTS]
+        single = [run(model, tok, soft(tok), prompts=[p])[0] for p in PROMPTS]
         assert tokens(batched) == tokens(single)
     else:  # a stochastic row depends on the batch's random stream, but not on its padding or order
-        assert tokens(run(model, tok, soft(tok, mode=mode, answer=GREEDY_ANSWER), batch_size=len(PROMPTS))) == \
+        assert tokens(run(model, tok, soft(tok, mode=mode), batch_size=len(PROMPTS))) == \
             tokens(batched)
 
 
@@ -116,7 +115,7 @@ def one_hot_logits(tok, token_ids, scale=50.0):
 def test_phases_per_row():
     tok = char_tokenizer(extra_tokens=["<think>", "</think>"])
     open_id, close_id, a, b = (tok.convert_tokens_to_ids(t) for t in ("<think>", "</think>", "a", "b"))
-    strategy = soft(tok, answer=GREEDY_ANSWER)
+    strategy = soft(tok)
     prompts = torch.tensor([[a, open_id], [a, b], [open_id, close_id]])  # thinking, before, closed: before
     strategy.start(prompts, torch.ones_like(prompts))
     assert strategy.phase.tolist() == [THINKING, BEFORE, BEFORE]
@@ -133,7 +132,7 @@ def test_phases_per_row():
 def test_cold_stop_replaces_the_token_after_patience_low_entropy_steps():
     tok = char_tokenizer(extra_tokens=["<think>", "</think>"])
     open_id, close_id, a = (tok.convert_tokens_to_ids(t) for t in ("<think>", "</think>", "a"))
-    strategy = soft(tok, cold_stop=True, cold_stop_patience=3, cold_stop_threshold=0.01, answer=GREEDY_ANSWER)
+    strategy = soft(tok, cold_stop=True, cold_stop_patience=3, cold_stop_threshold=0.01)
     prompts = torch.tensor([[a, open_id], [a, open_id]])
     strategy.start(prompts, torch.ones_like(prompts))
     confident = one_hot_logits(tok, [a, a], scale=50.0)

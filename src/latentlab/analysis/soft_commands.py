@@ -7,7 +7,8 @@
     latentlab soft-bench       [width=768 layers=4]                  -> soft_bench.json, soft_bench.png
 
 Strategy names used throughout: greedy, sampling (the papers' T 0.6 / top-k 30 / top-p 0.95), soft
-(vanilla concept tokens), dirichlet, gumbel.
+(vanilla concept tokens), dirichlet, gumbel. `sampling` is the token sampling of every strategy but
+greedy (for the soft ones: their answer tokens); it reaches them as the decode config's settings.
 """
 
 from __future__ import annotations
@@ -41,12 +42,11 @@ STRATEGIES = ("greedy", "sampling", "soft", "dirichlet", "gumbel")
 TOY_THINK_PROMPT = "{question}\n<think>"
 
 
-def make_strategy(name: str, soft: SoftThinkingConfig, sampling: SamplingConfig, tokenizer) -> InputStrategy:
-    """A strategy by name; plain decoding is wrapped to report thinking_steps like soft thinking does."""
-    if name == "greedy":
-        return ThinkingTracker(DiscreteStrategy(SamplingConfig()), tokenizer, soft.think_close)
-    if name == "sampling":
-        return ThinkingTracker(DiscreteStrategy(sampling), tokenizer, soft.think_close)
+def make_strategy(name: str, soft: SoftThinkingConfig, tokenizer) -> InputStrategy:
+    """A strategy by name; plain decoding is wrapped to report thinking_steps like soft thinking does.
+    Token sampling is the decode config's (see `decoding_for`)."""
+    if name in ("greedy", "sampling"):
+        return ThinkingTracker(DiscreteStrategy(), tokenizer, soft.think_close)
     if name in ("soft", "dirichlet", "gumbel"):
         return SoftThinkingStrategy(dataclasses.replace(soft, mode="vanilla" if name == "soft" else name), tokenizer)
     raise LatentLabError(f"unknown strategy {name!r}; choose from {STRATEGIES}")
@@ -64,7 +64,8 @@ class SoftAnalysisConfig:
     data_dir: str | None = field(default=None, metadata={"help": "benchmark data directory"})
     prompt: str = field(default=TOY_THINK_PROMPT, metadata={"help": "template; must end inside <think> for probes"})
     soft: SoftThinkingConfig = field(default_factory=SoftThinkingConfig, metadata={"help": "soft thinking settings"})
-    sampling: SamplingConfig = field(default_factory=papers_answer_sampling, metadata={"help": "token sampling"})
+    sampling: SamplingConfig = field(default_factory=papers_answer_sampling, metadata={
+        "help": "token sampling of every strategy but greedy (soft ones: answer tokens), passed as decode.*"})
     strategies: list[str] = field(default_factory=lambda: list(STRATEGIES[1:]), metadata={
         "help": "strategies compared by soft-rouge (against greedy) and soft-passk"})
     max_new_tokens: int = field(default=64, metadata={"help": "decode steps (thinking + answer)"})
@@ -91,8 +92,15 @@ class SoftAnalysisConfig:
         if unknown:
             raise LatentLabError(f"unknown strategies {unknown}; choose from {STRATEGIES}")
 
-    def decode_config(self) -> DecodeConfig:
-        return DecodeConfig(max_new_tokens=self.max_new_tokens, batch_size=self.batch_size, seed=self.seed)
+    def decode_config(self, strategy: str) -> DecodeConfig:
+        """Length, batch and seed, plus `sampling` unless the strategy is greedy."""
+        sampling = {} if strategy == "greedy" else dataclasses.asdict(self.sampling)
+        return DecodeConfig(max_new_tokens=self.max_new_tokens, batch_size=self.batch_size, seed=self.seed, **sampling)
+
+
+def decoding_for(name: str, cfg: SoftAnalysisConfig, tokenizer) -> tuple[DecodeConfig, InputStrategy]:
+    """The decode config and the strategy of a named strategy: always use the two together."""
+    return cfg.decode_config(name), make_strategy(name, cfg.soft, tokenizer)
 
 
 def _load(cfg: SoftAnalysisConfig):
@@ -146,11 +154,10 @@ def run_soft_rouge(cfg: SoftAnalysisConfig) -> dict[str, Any]:
     """Mean ROUGE-L of each strategy's recorded tokens against the greedy trace of the same prompt."""
     model, tokenizer, examples = _load(cfg)
     prompts = [render_prompt(cfg.prompt, ex.question) for ex in examples]
-    greedy = decode(model, tokenizer, prompts, cfg.decode_config())
+    greedy = decode(model, tokenizer, prompts, cfg.decode_config("greedy"))
     scores = {}
     for name in cfg.strategies:
-        traces = decode(model, tokenizer, prompts, cfg.decode_config(),
-                        make_strategy(name, cfg.soft, cfg.sampling, tokenizer))
+        traces = decode(model, tokenizer, prompts, *decoding_for(name, cfg, tokenizer))
         per_row = [rouge_l(t.token_ids, g.token_ids) for t, g in zip(traces, greedy)]
         identical = sum(t.token_ids == g.token_ids for t, g in zip(traces, greedy))
         scores[name] = {"mean": sum(per_row) / len(per_row), "identical_to_greedy": identical / len(per_row)}
@@ -173,8 +180,8 @@ def run_soft_passk(cfg: SoftAnalysisConfig) -> dict[str, Any]:
     model, tokenizer, examples = _load(cfg)
     spec, out, curves, metrics = get_benchmark(cfg.benchmark), Path(cfg.output_dir), {}, {}
     for name in cfg.strategies:
-        m = evaluate(model, tokenizer, examples, spec, cfg.decode_config(),
-                     make_strategy(name, cfg.soft, cfg.sampling, tokenizer), num_samples=cfg.num_samples,
+        decode_config, strategy = decoding_for(name, cfg, tokenizer)
+        m = evaluate(model, tokenizer, examples, spec, decode_config, strategy, num_samples=cfg.num_samples,
                      prompt=cfg.prompt, output_dir=out / f"passk_{name}")
         curves[name] = pass_at_k_curve(correct_counts(out / f"passk_{name}" / "predictions.jsonl"), cfg.num_samples)
         metrics[name] = {"accuracy": m["accuracy"], "mean_generated_tokens": m["mean_generated_tokens"]}
@@ -238,7 +245,7 @@ def run_soft_bench(cfg: SoftBenchConfig) -> dict[str, Any]:
     # a random model may write eos at any step; forbid it so every run lasts exactly its steps
     no_eos = torch.tensor([tok.eos_token_id], device=device)
     model.get_output_embeddings().register_forward_hook(lambda module, args, out: out.index_fill(-1, no_eos, -1e4))
-    soft = {m: SoftThinkingConfig(mode=m, cold_stop=False, think_open="", answer=SamplingConfig()) for m in cfg.modes}
+    soft = {m: SoftThinkingConfig(mode=m, cold_stop=False, think_open="") for m in cfg.modes}
     rows = []
     for bs in cfg.batch_sizes:
         prompts = [f"{i}+{i % 7}*3-{i % 5}\n" for i in range(bs)]
@@ -257,7 +264,7 @@ def run_soft_bench(cfg: SoftBenchConfig) -> dict[str, Any]:
             return (times[cfg.long_steps] - times[cfg.short_steps]) / (
                 steps_taken[cfg.long_steps] - steps_taken[cfg.short_steps])
 
-        greedy_s = per_step(lambda: DiscreteStrategy(SamplingConfig()))
+        greedy_s = per_step(lambda: DiscreteStrategy())
         row = {"batch_size": bs, "greedy_step_ms": 1000 * greedy_s}
         for m, sc in soft.items():
             s = per_step(lambda: SoftThinkingStrategy(sc, tok))

@@ -8,7 +8,9 @@ a row's result does not depend on what else is in its batch. At each step the st
 the recorded token and, optionally, an input embedding to feed instead of that token's embedding;
 all rows go through one forward pass per step. Rows stop on eos (or an extra stop id) or at
 `max_new_tokens`; a row whose logits turn non-finite stops with an error recorded in its result
-while the other rows go on.
+while the other rows go on. One random generator, seeded once with `seed`, serves the whole call and
+advances across batches: every row gets its own samples and noise (copies of one prompt in different
+batches are independent draws), and a call is reproducible for a given seed and batch_size.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 from latentlab.decoding.sampling import SamplingConfig
 from latentlab.decoding.strategies import DiscreteStrategy, InputStrategy, StepContext
 from latentlab.errors import LatentLabError
+from latentlab.models.cache_kwargs import cache_kwargs
 
 
 @dataclass
@@ -31,7 +34,8 @@ class DecodeConfig(SamplingConfig):
 
     max_new_tokens: int = field(default=256, metadata={"help": "decode steps per row (latent steps count too)"})
     batch_size: int = field(default=32, metadata={"help": "rows per forward pass"})
-    seed: int = field(default=0, metadata={"help": "seed of the sampling generator (per batch)"})
+    seed: int = field(default=0, metadata={
+        "help": "seed of the sampling generator, set once per decode() call (it advances across batches)"})
     stop_token_ids: list[int] = field(default_factory=list, metadata={"help": "extra ids that end a row"})
     add_special_tokens: bool = field(default=True, metadata={"help": "let the tokenizer add BOS etc. to prompts"})
 
@@ -114,7 +118,8 @@ def decode(
     config.validate()
     if tokenizer.pad_token_id is None:
         raise LatentLabError("tokenizer has no pad token; set one (e.g. tokenizer.pad_token = tokenizer.eos_token)")
-    strategy = strategy or DiscreteStrategy(config.sampling())
+    strategy = strategy or DiscreteStrategy()
+    strategy.bind_sampling(config.sampling())
     rows = tokenize_prompts(tokenizer, prompts, config.add_special_tokens)
     ctx_len = context_length(model)
     for i, r in enumerate(rows):
@@ -128,11 +133,14 @@ def decode(
         from tqdm.auto import tqdm
 
         batches = tqdm(batches, desc="decode", unit="batch")
+    device = model.get_input_embeddings().weight.device
+    generator = torch.Generator(device=device).manual_seed(config.seed)  # once per call: batches draw on
     was_training = model.training
     model.eval()
     try:
         for batch in batches:
-            batch_results = _decode_batch(model, tokenizer, [rows[i] for i in batch], config, strategy, stop_ids, ctx_len)
+            batch_results = _decode_batch(model, tokenizer, [rows[i] for i in batch], config, strategy, stop_ids,
+                                          ctx_len, generator)
             for i, res in zip(batch, batch_results):
                 results[i] = res
     finally:
@@ -140,21 +148,20 @@ def decode(
     return results  # type: ignore[return-value]
 
 
-def _decode_batch(model, tokenizer, rows, config, strategy, stop_ids, ctx_len) -> list[DecodeResult]:
+def _decode_batch(model, tokenizer, rows, config, strategy, stop_ids, ctx_len, generator) -> list[DecodeResult]:
     start = time.perf_counter()
     device = model.get_input_embeddings().weight.device
     pad_id = tokenizer.pad_token_id
     ids, mask = left_pad(rows, pad_id, device)
     B = ids.shape[0]
     max_steps = config.max_new_tokens if ctx_len is None else min(config.max_new_tokens, ctx_len - ids.shape[1])
-    generator = torch.Generator(device=device).manual_seed(config.seed)
     embed = model.get_input_embeddings()
     stop = torch.tensor(stop_ids, device=device)
     strategy.start(ids, mask)
 
     position = (mask.cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache(config=model.config)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=position, past_key_values=cache,
+    out = model(input_ids=ids, attention_mask=mask, position_ids=position, **cache_kwargs(model, cache),
                 use_cache=True, output_hidden_states=strategy.hidden_needed(0), logits_to_keep=1)
     next_pos = position[:, -1] + 1
 
@@ -192,7 +199,7 @@ def _decode_batch(model, tokenizer, rows, config, strategy, stop_ids, ctx_len) -
             inputs = torch.where((use & ~finished)[:, None], decision.embeds.to(inputs.dtype), inputs)
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
         out = model(inputs_embeds=inputs[:, None], attention_mask=mask, position_ids=next_pos[:, None],
-                    past_key_values=cache, use_cache=True, output_hidden_states=strategy.hidden_needed(step + 1))
+                    **cache_kwargs(model, cache), use_cache=True, output_hidden_states=strategy.hidden_needed(step + 1))
         next_pos = next_pos + 1
 
     latency = (time.perf_counter() - start) / B

@@ -1,7 +1,10 @@
-"""Distribution shaping settings, turned into transformers `LogitsProcessor`s.
+"""Token sampling settings, turned into transformers `LogitsProcessor`s.
 
-Temperature, top-k, top-p and min-p are transformers' own warpers (so users' processors compose
-with ours); we only validate the values up front and build the list in the standard order.
+`SamplingConfig` is the one owner of how tokens are chosen: `DecodeConfig` inherits it, and
+`decode()` hands `config.sampling()` to the strategy (`InputStrategy.bind_sampling`), which honours
+it or refuses it. Temperature, top-k, top-p and min-p are transformers' own warpers (so users'
+processors compose with ours); we only validate the values up front and build the list in the
+standard order. A shaping value set while do_sample is false is refused: greedy would ignore it.
 """
 
 from __future__ import annotations
@@ -49,6 +52,11 @@ class SamplingConfig:
 
     def validate(self) -> None:
         validate_shaping(self.temperature, self.top_k, self.top_p, self.min_p)
+        if not self.do_sample:  # greedy would silently ignore a shaping value
+            for name, off in (("temperature", (0, 1)), ("top_k", (0,)), ("top_p", (1,)), ("min_p", (0,))):
+                if getattr(self, name) not in off:
+                    raise LatentLabError(f"{name}={getattr(self, name)} needs do_sample=true (greedy decoding "
+                                         f"ignores it): set do_sample=true or drop {name}")
 
     @property
     def greedy(self) -> bool:

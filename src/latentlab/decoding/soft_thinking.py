@@ -7,16 +7,20 @@ A decoding strategy for reasoning models that think inside `<think> ... </think>
 
 Per row, three phases: `before` (discrete, until the row writes the opening tag; rows whose prompt
 already ends inside an open `<think>` skip it), `thinking` (every step feeds a concept token, see
-`concept_tokens.py`, and records its argmax), `answer` (discrete tokens with `answer` sampling
-settings). Thinking ends when the recorded token is the closing tag, or by Cold Stop: after
-`cold_stop_patience` consecutive thinking steps whose full-vocabulary entropy is below
-`cold_stop_threshold`, the step's token is replaced by the closing tag. The step that records the
+`concept_tokens.py`, and records its argmax), `answer` (discrete tokens). Discrete tokens are chosen
+with the decode config's sampling settings (`decode.do_sample/temperature/top_k/top_p/min_p`, the one
+owner; the papers' answer sampling is `decode.do_sample=true temperature=0.6 top_k=30 top_p=0.95`);
+this config's `temperature/top_k/top_p/min_p` shape the concept tokens only. Thinking ends when
+the recorded token is the closing tag, or by Cold Stop: after `cold_stop_patience` consecutive
+thinking steps whose full-vocabulary entropy is below `cold_stop_threshold`, the step's token is
+replaced by the closing tag. The step that records the
 closing tag feeds its one-hot embedding. All rows share one forward per step; one max_new_tokens
 covers thinking and answer, as in the papers.
 
 Deviation from the code both papers ran: there, rows stayed in soft mode after `</think>` (so
 answers were the argmax of the concept distribution, i.e. greedy). We switch them to discrete
-decoding (the papers' stated method); `answer_phase_soft=True` reproduces the official behaviour.
+decoding (the papers' stated method); `answer_phase_soft=True` reproduces the official behaviour
+(and so refuses non-greedy decode.* settings, which it could not honour).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from latentlab.decoding.concept_tokens import (
     tempered_probs,
 )
 from latentlab.decoding.sampling import SamplingConfig, choose_tokens, validate_shaping
-from latentlab.decoding.strategies import InputStrategy, StepContext, StepDecision
+from latentlab.decoding.strategies import InputStrategy, StepContext, StepDecision, refuse_unless_greedy
 from latentlab.errors import LatentLabError
 
 MODES = ("vanilla", "dirichlet", "gumbel")
@@ -47,18 +51,25 @@ BEFORE, THINKING, ANSWER = 0, 1, 2
 
 
 def papers_answer_sampling() -> SamplingConfig:
+    """The papers' discrete sampling (outside thinking): give it as decode.* settings."""
     return SamplingConfig(do_sample=True, temperature=0.6, top_k=30, top_p=0.95)
 
 
 @dataclass
 class SoftThinkingConfig:
-    """Soft thinking settings; defaults are the papers' (QwQ-32B / R1-Distill runs)."""
+    """Soft thinking settings; defaults are the papers' (QwQ-32B / R1-Distill runs).
+
+    temperature/top_k/top_p/min_p shape the concept tokens of the thinking phase only; discrete tokens
+    (before thinking, answer) take decode.do_sample/temperature/top_k/top_p/min_p.
+    """
 
     mode: str = field(default="vanilla", metadata={"help": "vanilla (concept tokens), dirichlet or gumbel"})
-    temperature: float = field(default=0.6, metadata={"help": "thinking temperature; 0 = one-hot argmax (greedy)"})
-    top_k: int = field(default=30, metadata={"help": "top-k before the concept token; 0 = off (full sort)"})
-    top_p: float = field(default=0.95, metadata={"help": "top-p in (0, 1], applied after top-k"})
-    min_p: float = field(default=0.001, metadata={"help": "drop p_i < min_p * max p, in [0, 1); after top-p"})
+    temperature: float = field(default=0.6, metadata={
+        "help": "concept-token temperature (thinking only; answer tokens: decode.temperature); 0 = one-hot argmax"})
+    top_k: int = field(default=30, metadata={"help": "concept-token top-k (thinking only); 0 = off (full sort)"})
+    top_p: float = field(default=0.95, metadata={"help": "concept-token top-p in (0, 1], after top-k (thinking only)"})
+    min_p: float = field(default=0.001, metadata={
+        "help": "concept tokens drop p_i < min_p * max p, in [0, 1); after top-p (thinking only)"})
     max_topk: int = field(default=10, metadata={"help": "tokens mixed into a concept token (15 for AIME/AMC)"})
     dirichlet_gamma: float = field(default=4.0, metadata={"help": "Dir(gamma * p) concentration scale (paper: 4)"})
     gumbel_tau: float = field(default=0.5, metadata={"help": "Gumbel-Softmax temperature (paper: 0.5; 0.6 MATH500)"})
@@ -71,19 +82,16 @@ class SoftThinkingConfig:
     cold_stop_patience: int = field(default=256, metadata={"help": "consecutive low-entropy steps k that end thinking"})
     entropy_normalised: bool = field(default=False, metadata={
         "help": "Cold Stop entropy divided by ln|V| (one fork's choice); default nats as in paper 1"})
-    answer: SamplingConfig = field(default_factory=papers_answer_sampling, metadata={
-        "help": "discrete sampling outside thinking (papers: T 0.6, top-k 30, top-p 0.95)"})
     answer_phase_soft: bool = field(default=False, metadata={
-        "help": "reproduce the official code's bug: rows stay soft after </think> (answers = argmax)"})
+        "help": "reproduce the official code's bug: rows stay soft after </think> (answers = argmax); "
+                "needs greedy decode.* settings"})
 
     def __post_init__(self) -> None:
-        if isinstance(self.answer, dict):
-            self.answer = SamplingConfig(**self.answer)
         self.validate()
 
     def validate(self) -> None:
         if self.mode not in MODES:
-            raise LatentLabError(f"soft thinking mode must be one of {MODES}, got {self.mode!r}")
+            raise LatentLabError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         validate_shaping(self.temperature, self.top_k, self.top_p, self.min_p)
         if not isinstance(self.max_topk, int) or self.max_topk < 1:
             raise LatentLabError(f"max_topk must be an integer >= 1, got {self.max_topk}")
@@ -97,7 +105,13 @@ class SoftThinkingConfig:
             raise LatentLabError(f"cold_stop_patience must be an integer >= 1, got {self.cold_stop_patience}")
         if not self.think_close:
             raise LatentLabError("think_close must name the closing tag (e.g. </think>)")
-        self.answer.validate()
+
+    def check_sampling(self, sampling: SamplingConfig) -> None:
+        """Refuse decode.* settings these settings cannot honour (before any model is loaded)."""
+        if self.answer_phase_soft:
+            refuse_unless_greedy(sampling, "soft thinking with answer_phase_soft=true",
+                                 "its answers are concept-token argmaxes (the official code); "
+                                 "set soft_thinking.answer_phase_soft=false to sample them")
 
 
 def single_token_id(tokenizer: PreTrainedTokenizerBase, tag: str, what: str) -> int:
@@ -119,7 +133,13 @@ class SoftThinkingStrategy(InputStrategy):
         self.config = config
         self.close_id = single_token_id(tokenizer, config.think_close, "closing")
         self.open_id = single_token_id(tokenizer, config.think_open, "opening") if config.think_open else None
-        self.answer_processors = config.answer.processors()
+        self.bind_sampling(SamplingConfig())  # greedy until decode() binds the decode config's settings
+
+    def bind_sampling(self, sampling: SamplingConfig) -> None:
+        """Discrete tokens (before thinking, answer) are chosen with `sampling`, the decode config's."""
+        self.config.check_sampling(sampling)
+        self.sampling = sampling
+        self.warpers = sampling.processors()
 
     # --- per-batch state ----------------------------------------------------------
 
@@ -166,7 +186,7 @@ class SoftThinkingStrategy(InputStrategy):
         soft_token, concept = self.concept_step(ctx, probs)
         tokens = soft_token
         if bool((~soft & live).any()):
-            discrete = choose_tokens(ctx.logits, ctx.sequences, cfg.answer, self.answer_processors, ctx.generator)
+            discrete = choose_tokens(ctx.logits, ctx.sequences, self.sampling, self.warpers, ctx.generator)
             tokens = torch.where(soft, soft_token, discrete)
 
         if cfg.cold_stop:
@@ -199,6 +219,9 @@ class ThinkingTracker(InputStrategy):
 
     def hidden_needed(self, step: int) -> bool:
         return self.inner.hidden_needed(step)
+
+    def bind_sampling(self, sampling: SamplingConfig) -> None:
+        self.inner.bind_sampling(sampling)
 
     def start(self, prompt_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
         self.inner.start(prompt_ids, attention_mask)

@@ -5,17 +5,22 @@ last hidden state, the rows still running) and gets back a `StepDecision`: the t
 each row, and optionally an input embedding that replaces that token's embedding in the next
 forward pass. Soft thinking (concept tokens), its Dirichlet/Gumbel variants and CODI's continuous
 thoughts are strategies; plain decoding is `DiscreteStrategy`.
+
+Token sampling has one owner, the decode config: `decode()` calls `strategy.bind_sampling(
+config.sampling())` once, and the strategy either uses those settings for every token it samples or
+raises a `LatentLabError` naming the setting it cannot honour (never ignores it).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Sequence
 
 import torch
-from transformers import LogitsProcessorList
+from transformers import LogitsProcessor, LogitsProcessorList
 
 from latentlab.decoding.sampling import SamplingConfig, choose_tokens
+from latentlab.errors import LatentLabError
 
 
 @dataclass
@@ -38,8 +43,28 @@ class StepDecision:
     emit: torch.Tensor | None = None  # [B] bool, rows whose token joins the visible output; None = all
 
 
+def _setting(name: str, value: Any) -> str:
+    return f"decode.{name}={str(value).lower() if isinstance(value, bool) else value}"
+
+
+def refuse_unless_greedy(sampling: SamplingConfig, who: str, instead: str) -> None:
+    """For strategies that sample no tokens from decode.*: refuse any setting but greedy."""
+    if not sampling.greedy:
+        raise LatentLabError(f"{who} cannot honour {_setting('do_sample', True)} "
+                             f"(temperature={sampling.temperature}): {instead}")
+
+
+def refuse_unless_equal(sampling: SamplingConfig, supported: SamplingConfig, who: str, instead: str) -> None:
+    """For strategies that sample one fixed way (`supported`): refuse the first setting that differs."""
+    for f in fields(SamplingConfig):
+        value = getattr(sampling, f.name)
+        if value != getattr(supported, f.name):
+            raise LatentLabError(f"{who} cannot honour {_setting(f.name, value)}: {instead}")
+
+
 class InputStrategy:
-    """Base class. Override `step`; `start` resets per-row state for a new batch."""
+    """Base class. Override `step`; `start` resets per-row state for a new batch; a strategy that samples
+    tokens overrides `bind_sampling` to take decode.*'s settings."""
 
     needs_hidden_states: bool = False
 
@@ -47,6 +72,12 @@ class InputStrategy:
         """Whether `step`'s context needs `hidden` (the forward before it then returns hidden states, which
         costs a little per call). Default: `needs_hidden_states` at every step."""
         return self.needs_hidden_states
+
+    def bind_sampling(self, sampling: SamplingConfig) -> None:
+        """Called by `decode()` once, before any work, with the decode config's sampling settings.
+        Default: the strategy chooses its tokens itself, so only greedy settings (the defaults) are accepted."""
+        refuse_unless_greedy(sampling, type(self).__name__, "it chooses its tokens itself; leave decode.do_sample "
+                             "false, or override bind_sampling to use the settings")
 
     def start(self, prompt_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
         """Called once per batch after tokenisation, before the prefill."""
@@ -60,11 +91,25 @@ class InputStrategy:
 
 
 class DiscreteStrategy(InputStrategy):
-    """Ordinary token decoding: greedy or sampled through the transformers logits processors."""
+    """Ordinary token decoding with decode.*'s sampling: greedy, or sampled through transformers' warpers.
 
-    def __init__(self, sampling: SamplingConfig | None = None, processors: LogitsProcessorList | None = None):
-        self.sampling = sampling or SamplingConfig()
-        self.processors = processors if processors is not None else self.sampling.processors()
+    `processors`: extra transformers `LogitsProcessor`s (e.g. a repetition penalty), applied to the logits
+    before the sampling warpers, in greedy decoding too (as `generate` does). `sampling` need not be given:
+    `decode()` binds the decode config's settings, and refuses a config that differs from a given one.
+    """
+
+    def __init__(self, sampling: SamplingConfig | None = None, processors: Sequence[LogitsProcessor] | None = None):
+        self.built_with = sampling
+        self.extra_processors = LogitsProcessorList(processors or [])
+        self.bind_sampling(sampling or SamplingConfig())
+
+    def bind_sampling(self, sampling: SamplingConfig) -> None:
+        if self.built_with is not None and sampling != self.built_with:
+            raise LatentLabError(f"{type(self).__name__} was built with {self.built_with} but decode.* says "
+                                 f"{sampling}: set sampling in the DecodeConfig only (build the strategy without it)")
+        self.sampling = sampling
+        self.warpers = sampling.processors()
 
     def step(self, ctx: StepContext) -> StepDecision:
-        return StepDecision(tokens=choose_tokens(ctx.logits, ctx.sequences, self.sampling, self.processors, ctx.generator))
+        logits = self.extra_processors(ctx.sequences, ctx.logits) if self.extra_processors else ctx.logits
+        return StepDecision(tokens=choose_tokens(logits, ctx.sequences, self.sampling, self.warpers, ctx.generator))

@@ -2,6 +2,7 @@
 
 Resumable and data-parallel through the harness's shards: rerun the same command after a crash;
 `torchrun --nproc_per_node N -m latentlab.cli eval ...` splits the shards over N processes.
+Token sampling is `decode.*` for every strategy (soft thinking's answer phase included).
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ def run_with_model(cfg: EvalConfig, load: Callable[[str], tuple], progress: bool
     examples = load_benchmark(cfg.benchmark, cfg.split, data_dir=cfg.data_dir, limit=cfg.limit, **cfg.task_options)
     procs = current_processes()
     model, tokenizer, strategy, extra_metrics = load(process_device(cfg.device, procs))
+    if strategy is not None:  # decode.* settings it cannot honour fail here, before config.yaml is written
+        strategy.bind_sampling(cfg.decode.sampling())
     out = Path(cfg.output_dir)
     if procs.is_main:
         save_config(cfg, out / "config.yaml")
@@ -60,6 +63,8 @@ def run_with_model(cfg: EvalConfig, load: Callable[[str], tuple], progress: bool
 def run_eval(cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
     if not cfg.model:
         raise LatentLabError("eval needs model=<hub name or path>")
+    if cfg.soft_thinking is not None:  # before loading the model
+        cfg.soft_thinking.check_sampling(cfg.decode.sampling())
 
     def load(device: str):
         model, tokenizer = load_model_and_tokenizer(cfg.model, dtype=cfg.dtype, device=device)

@@ -17,7 +17,7 @@ from latentlab.analysis.plots import read_loss_curve
 from latentlab.analysis.soft_commands import (
     SoftAnalysisConfig,
     correct_counts,
-    make_strategy,
+    decoding_for,
     pass_at_k_curve,
     probe,
     run_soft_js,
@@ -69,9 +69,9 @@ def soft_thinking_rows(cfg: DemoConfig, run_dir: Path) -> list[RowResult]:
     for name, label in ROWS.items():
         n = 1 if name == "greedy" else num_samples
         eval_dir = run_dir / f"eval_{name}"
-        metrics = evaluate(model, tokenizer, examples, get_benchmark("chain"), analysis.decode_config(),
-                           make_strategy(name, analysis.soft, analysis.sampling, tokenizer), num_samples=n,
-                           prompt=THINK_PROMPT, output_dir=eval_dir)
+        decode_config, strategy = decoding_for(name, analysis, tokenizer)
+        metrics = evaluate(model, tokenizer, examples, get_benchmark("chain"), decode_config, strategy,
+                           num_samples=n, prompt=THINK_PROMPT, output_dir=eval_dir)
         metrics["mean_thinking_tokens"] = mean_thinking_tokens(eval_dir / "predictions.jsonl")
         curves[label] = pass_at_k_curve(correct_counts(eval_dir / "predictions.jsonl"), n) if n > 1 else []
         notes = f"thinking {metrics['mean_thinking_tokens']:.1f} tok"

@@ -35,7 +35,8 @@ import torch
 
 from latentlab.decoding.loop import DecodeConfig, context_length, decode
 from latentlab.decoding.scoring import sequence_logprobs
-from latentlab.decoding.strategies import InputStrategy, StepContext, StepDecision
+from latentlab.decoding.sampling import SamplingConfig
+from latentlab.decoding.strategies import InputStrategy, StepContext, StepDecision, refuse_unless_equal
 from latentlab.errors import LatentLabError
 from latentlab.evaluation.harness import write_atomic
 from latentlab.evaluation.sharding import Processes, claim_directory, plan_shards, resolve_processes
@@ -105,7 +106,16 @@ def elbo_estimates(log_w_rows: Sequence[Sequence[float]], ks: Sequence[int] = (1
 # ---------------------------------------------------------------- sampling with log q
 
 class LogProbSampler(InputStrategy):
-    """Ancestral sampling from softmax(logits) (temperature 1, no truncation); sums each row's log-probs."""
+    """Ancestral sampling from softmax(logits) (temperature 1, no truncation); sums each row's log-probs.
+
+    That is q by definition, so the decode config must say so: do_sample=true, other settings default."""
+
+    ANCESTRAL = SamplingConfig(do_sample=True)
+
+    def bind_sampling(self, sampling: SamplingConfig) -> None:
+        refuse_unless_equal(sampling, self.ANCESTRAL, "LogProbSampler (BoLT's E-step proposal)",
+                            "it samples at temperature 1 without truncation, as log q assumes; use decode.do_sample="
+                            "true with temperature, top_k, top_p and min_p at their defaults")
 
     def start(self, prompt_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
         self.total = torch.zeros(prompt_ids.shape[0], dtype=torch.float64, device=prompt_ids.device)

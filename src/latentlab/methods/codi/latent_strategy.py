@@ -5,12 +5,14 @@ Prompts are the benchmark's plain prompts; the strategy adds the rest, one forwa
     step 0          feed <bot>                                      (latent, not emitted)
     steps 1..n      feed projection(last hidden state)             (the n continuous thoughts)
     step n+1        feed <eot>
-    steps n+2..     greedy or sampled answer tokens (emitted)
+    steps n+2..     answer tokens (emitted), greedy or sampled with the decode config's settings
 
 So a prompt costs n+2 latent steps before the first visible token (`max_new_tokens` counts them),
 the thought at step 1 comes from the <bot> position as in the official code, and batching, left
 padding, masks, position ids and the KV cache are the loop's. `record_thoughts=True` keeps each
-thought's last hidden state before the projection (for `latentlab codi-probe`).
+thought's last hidden state before the projection (for `latentlab codi-probe`). Sampling settings
+come from the decode config (`decode.do_sample/temperature/...`, bound by `decode()`) and apply to the
+answer tokens; the latent steps sample nothing, so no setting is left unused.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ class CODIStrategy(DiscreteStrategy):
         return 1 <= step <= self.num_latent
 
     def __init__(self, model, sampling: SamplingConfig | None = None, record_thoughts: bool = False):
-        super().__init__(sampling)
+        super().__init__(sampling)  # None: the decode config's settings (a given one must equal them)
         self.model = model
         self.num_latent = model.spec.num_latent
         self.record_thoughts = record_thoughts

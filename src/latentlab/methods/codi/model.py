@@ -82,6 +82,8 @@ class CODIModel(nn.Module):
         return self.projection(hidden) if self.projection is not None else hidden
 
     def strategy(self, sampling=None, record_thoughts: bool = False):
+        """The decoding strategy; its answer tokens take the decode config's sampling settings (`sampling`,
+        if given, must equal them)."""
         from latentlab.methods.codi.latent_strategy import CODIStrategy
 
         return CODIStrategy(self, sampling, record_thoughts=record_thoughts)
