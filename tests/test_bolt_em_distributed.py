@@ -118,7 +118,7 @@ def test_resume_under_two_processes(runs):
     again = run_checked(torchrun(2, "-m", "latentlab.cli", *bolt_em(two_dir, 4)), timeout=300)
     assert "E-step: process 0/2 computes shards [3] (3 of 4 already done)" in again.stderr
     assert "E-step: process 1/2 computes shards [] (3 of 4 already done)" in again.stderr
-    assert not re.search(r"M-step: resuming|'loss':", again.stdout + again.stderr)  # no M-step retrained
+    assert not re.search(r"resuming from|'loss':", again.stdout + again.stderr)  # no M-step retrained
     assert (two_dir / "iter_0" / "mstep" / "model" / "model.safetensors").stat().st_mtime_ns == warm
     assert {p: (it1 / p).read_bytes() for p in before} == before
     assert (it1 / "done.json").exists() and summary_of(again.stdout)["iterations"][1]["iteration"] == 1

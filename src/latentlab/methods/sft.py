@@ -10,21 +10,20 @@ recipe. `train_sft` writes into `output_dir`:
     adapter/             the LoRA adapter alone (PEFT format), when training with LoRA
     train_metrics.json   Trainer's train metrics plus data counts
     trainer_state.json   the final Trainer state (loss history)
+    train_done.json      written last: the run is finished (a rerun changes nothing; methods/checkpoints.py)
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
-from latentlab.methods.checkpoints import open_run_dir, train_resuming
 
 from latentlab.errors import LatentLabError
-from latentlab.evaluation.harness import write_atomic
+from latentlab.methods.checkpoints import train_resuming
 from latentlab.methods.formatting import ANSWER_PROMPT, tokenize_sft_example
 from latentlab.models.loading import LoraSettings, apply_lora, load_model_and_tokenizer
 from latentlab.models.tiny import TINY_ARCHS, TINY_PREFIX, resolve_base_model
@@ -104,34 +103,33 @@ def build_sft_dataset(cfg: SFTConfig, tokenizer) -> tuple[Any, dict[str, int]]:
     return Dataset.from_list(rows), counts
 
 
-def train_sft(cfg: SFTConfig, callbacks: list | None = None) -> Path:
-    """Train, save the final HF model to output_dir/model, return that path.
-    Under a distributed launch every rank calls this; files are written by the main process only."""
-    out = open_run_dir(cfg)
-    with cfg.main_process_first(local=cfg.save_on_each_node, desc="building the model"):  # tiny-* is written once
-        model, tokenizer = prepare_model(cfg)
-    dataset, counts = build_sft_dataset(cfg, tokenizer)
-    tokenizer.padding_side = "right"
-    trainer = Trainer(
-        model=model,
-        args=cfg,
-        train_dataset=dataset,
-        data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
-        processing_class=tokenizer,
-        callbacks=callbacks,
-    )
-    result, last = train_resuming(trainer, cfg, out)
-    final = out / "model"
+def save_sft_model(trainer: Trainer, cfg: SFTConfig, final: Path) -> None:
+    """The final HF model + tokenizer in `final` (LoRA: the adapter beside it, and the merged model).
+    Every rank calls it (Trainer.save_model is a collective); files come from the main process."""
     if cfg.lora is not None:  # keep the adapter, and save a merged model that loads like any other
-        trainer.save_model(str(out / "adapter"))
+        trainer.save_model(str(final.parent / "adapter"))
         if cfg.should_save:
             trainer.accelerator.unwrap_model(trainer.model).merge_and_unload().save_pretrained(str(final))
     else:
         trainer.save_model(str(final))
     if cfg.should_save:
-        tokenizer.save_pretrained(str(final))
-        trainer.state.save_to_json(str(out / "trainer_state.json"))
-        metrics = {**result.metrics, **counts, "resumed_from": last}
-        write_atomic(out / "train_metrics.json", json.dumps(metrics, indent=2))
-    trainer.accelerator.wait_for_everyone()  # every rank returns once the files exist
-    return final
+        trainer.processing_class.save_pretrained(str(final))
+
+
+def train_sft(cfg: SFTConfig, callbacks: list | None = None) -> Path:
+    """Train (or continue, or leave a finished run as it is), save the final HF model to output_dir/model,
+    return that path. Under a distributed launch every rank calls this; the main process writes the files."""
+    get_benchmark(cfg.task)  # a typo writes nothing
+
+    def build_trainer():
+        with cfg.main_process_first(local=cfg.save_on_each_node, desc="building the model"):  # tiny-*: once
+            model, tokenizer = prepare_model(cfg)
+        dataset, counts = build_sft_dataset(cfg, tokenizer)
+        tokenizer.padding_side = "right"
+        trainer = Trainer(model=model, args=cfg, train_dataset=dataset, processing_class=tokenizer,
+                          data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
+                          callbacks=callbacks)
+        return trainer, counts
+
+    return train_resuming(cfg, build_trainer, lambda trainer, final: save_sft_model(trainer, cfg, final),
+                          resume=cfg.resume, config=cfg)

@@ -6,24 +6,22 @@ The chain task, written the way reasoning models (R1, QwQ, Qwen3) write:
     target  = "7+5=2 2*3=6 6-4=2</think>\\nThe answer is: 2" + eos
 
 `<think>`/`</think>` are added as special tokens; loss is on the target only. Training reuses
-`SFTConfig` and the model preparation of `methods/sft.py`; only the text format differs.
+`SFTConfig`, the model preparation and final save of `methods/sft.py` and its resume rules
+(`methods/checkpoints.py`); only the text format differs.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from transformers import DataCollatorForSeq2Seq, Trainer
-from transformers.trainer_utils import get_last_checkpoint
 
-from latentlab.config import save_config
 from latentlab.errors import LatentLabError
+from latentlab.methods.checkpoints import train_resuming
 from latentlab.methods.formatting import IGNORE_INDEX, answer_text
-from latentlab.methods.sft import SFTConfig, prepare_model
+from latentlab.methods.sft import SFTConfig, prepare_model, save_sft_model
 from latentlab.tasks.example import Example
-from latentlab.tasks.registry import load_benchmark, render_prompt
-from latentlab.atomic_files import write_text_atomic
+from latentlab.tasks.registry import get_benchmark, load_benchmark, render_prompt
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 THINK_PROMPT = "{question}\n" + THINK_OPEN
@@ -44,28 +42,26 @@ def tokenize_thinking_example(example: Example, tokenizer, answer_prompt: str) -
 
 
 def train_thinking_model(cfg: SFTConfig) -> Path:
-    """Train the toy thinking model on cfg.task; save it (HF format) to output_dir/model."""
+    """Train the toy thinking model on cfg.task (or continue, or leave a finished run as it is); save it (HF
+    format) to output_dir/model. Resume, files and distributed launch as `train_sft`."""
     from datasets import Dataset
 
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
-    model, tokenizer = prepare_model(cfg, special_tokens=[THINK_OPEN, THINK_CLOSE])
-    examples = load_benchmark(cfg.task, cfg.train_split, data_dir=cfg.data_dir, limit=cfg.train_limit,
-                              **cfg.task_options)
-    rows = [tokenize_thinking_example(ex, tokenizer, cfg.answer_prompt) for ex in examples]
-    rows = [r for r in rows if len(r["input_ids"]) <= cfg.max_length]
-    if not rows:
-        raise LatentLabError(f"no training examples of at most {cfg.max_length} tokens in {cfg.task}")
-    tokenizer.padding_side = "right"
-    trainer = Trainer(model=model, args=cfg, train_dataset=Dataset.from_list(rows),
-                      data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX),
-                      processing_class=tokenizer)
-    last = get_last_checkpoint(str(out)) if cfg.resume else None
-    result = trainer.train(resume_from_checkpoint=last)
-    final = out / "model"
-    trainer.save_model(str(final))
-    tokenizer.save_pretrained(str(final))
-    trainer.state.save_to_json(str(out / "trainer_state.json"))
-    write_text_atomic(out / "train_metrics.json", json.dumps({**result.metrics, "train_examples": len(rows)}, indent=2))
-    return final
+    get_benchmark(cfg.task)  # a typo writes nothing
+
+    def build_trainer():
+        with cfg.main_process_first(local=cfg.save_on_each_node, desc="building the model"):  # tiny-*: once
+            model, tokenizer = prepare_model(cfg, special_tokens=[THINK_OPEN, THINK_CLOSE])
+        examples = load_benchmark(cfg.task, cfg.train_split, data_dir=cfg.data_dir, limit=cfg.train_limit,
+                                  **cfg.task_options)
+        rows = [tokenize_thinking_example(ex, tokenizer, cfg.answer_prompt) for ex in examples]
+        rows = [r for r in rows if len(r["input_ids"]) <= cfg.max_length]
+        if not rows:
+            raise LatentLabError(f"no training examples of at most {cfg.max_length} tokens in {cfg.task}")
+        tokenizer.padding_side = "right"
+        collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
+        trainer = Trainer(model=model, args=cfg, train_dataset=Dataset.from_list(rows), data_collator=collator,
+                          processing_class=tokenizer)
+        return trainer, {"train_examples": len(rows)}
+
+    return train_resuming(cfg, build_trainer, lambda trainer, final: save_sft_model(trainer, cfg, final),
+                          resume=cfg.resume, config=cfg)

@@ -6,7 +6,7 @@
       iter_<i>/    estep/ (shards + manifest, proposals from iteration i-1's model), mstep/, eval/, done.json
       summary.json one row per iteration: accuracy, E-step ELBO and counts
 
-Every stage leaves a completion marker (manifest shards, mstep/done.json, eval/metrics.json,
+Every stage leaves a completion marker (manifest shards, mstep/train_done.json, eval/metrics.json,
 iter_*/done.json); a rerun of the same command skips finished stages and resumes the rest.
 Documents with teacher thoughts keep them in every iteration; the E-step infers the others.
 

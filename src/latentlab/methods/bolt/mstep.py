@@ -3,26 +3,23 @@
     rows = corpus_rows(tokenizer, documents, thoughts, cfg)   # packed, loss on every token
     model_dir = train_on_corpus(cfg, init_model_dir, rows, out_dir)
 
-`out_dir` holds checkpoint-*/ (training resumes from the last one), model/ (final weights +
-tokenizer), train_metrics.json and done.json (written last: its presence means the step finished).
+`out_dir` holds checkpoint-*/ (training resumes from the last complete one), model/ (final weights +
+tokenizer), trainer_state.json, train_metrics.json and train_done.json (written last: its presence
+means the step finished; `is_done` also accepts the done.json of older runs). The start/resume/finish
+rules are those of every training in the library (`methods/checkpoints.py`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import logging
 from pathlib import Path
 from typing import Sequence
 
 from transformers import Trainer, TrainingArguments, default_data_collator
-from transformers.trainer_utils import get_last_checkpoint
 
-from latentlab.evaluation.harness import write_atomic
 from latentlab.methods.bolt.data_format import BoltTokenIds, Chunk, document_ids, pack_sequences
+from latentlab.methods.checkpoints import finished_run, train_resuming
 from latentlab.models.loading import load_model_and_tokenizer
-
-log = logging.getLogger(__name__)
 
 
 def corpus_rows(tokenizer, documents: Sequence[Sequence[Chunk]], thoughts: dict[str, str], prior_probability: float,
@@ -45,34 +42,30 @@ def trainer_arguments(cfg: TrainingArguments, output_dir: Path, **changes) -> Tr
 
 
 def is_done(out_dir: Path) -> bool:
-    return (out_dir / "done.json").exists()
+    """Whether the M-step in `out_dir` finished: its train_done.json, or done.json from runs before it."""
+    return finished_run(out_dir) is not None or (Path(out_dir) / "done.json").exists()
 
 
 def train_on_corpus(cfg: TrainingArguments, init_model_dir: str | Path, rows: list[dict], out_dir: str | Path,
                     dtype: str = "float32", counts: dict | None = None, callbacks: list | None = None,
                     **changes) -> Path:
-    """Train from `init_model_dir` on `rows`; returns out_dir/model. Finished steps are not redone.
-    Under a distributed launch every rank calls this; files are written by the main process only."""
+    """Train from `init_model_dir` on `rows`; returns out_dir/model. A finished step is not redone, a killed
+    one resumes (`train_resuming`). Under a distributed launch every rank calls this; the main process writes."""
     from datasets import Dataset
 
-    out = Path(out_dir)
-    if is_done(out):
-        return out / "model"
-    out.mkdir(parents=True, exist_ok=True)
-    args = trainer_arguments(cfg, out, **changes)
-    model, tokenizer = load_model_and_tokenizer(init_model_dir, dtype=dtype, device=str(args.device))
-    trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
-                      data_collator=default_data_collator, processing_class=tokenizer, callbacks=callbacks)
-    last = get_last_checkpoint(str(out))
-    if last:
-        log.info("M-step: resuming from %s", last)
-    result = trainer.train(resume_from_checkpoint=last)
-    trainer.save_model(str(out / "model"))
-    if args.should_save:
-        tokenizer.save_pretrained(str(out / "model"))
-        trainer.state.save_to_json(str(out / "trainer_state.json"))
-        write_atomic(out / "train_metrics.json",
-                     json.dumps({**result.metrics, **(counts or {}), "resumed_from": last}, indent=2))
-        write_atomic(out / "done.json", "{}")
-    trainer.accelerator.wait_for_everyone()  # every rank returns once done.json exists
-    return out / "model"
+    if (Path(out_dir) / "done.json").exists():  # finished before train_done.json existed
+        return Path(out_dir) / "model"
+    args = trainer_arguments(cfg, Path(out_dir), **changes)
+
+    def build_trainer():
+        model, tokenizer = load_model_and_tokenizer(init_model_dir, dtype=dtype, device=str(args.device))
+        trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
+                          data_collator=default_data_collator, processing_class=tokenizer, callbacks=callbacks)
+        return trainer, counts or {}
+
+    def save_final(trainer: Trainer, final: Path) -> None:
+        trainer.save_model(str(final))
+        if args.should_save:
+            trainer.processing_class.save_pretrained(str(final))
+
+    return train_resuming(args, build_trainer, save_final)

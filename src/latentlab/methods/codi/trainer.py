@@ -7,20 +7,19 @@
     model/               the final CODI model (`load_codi(output_dir / "model")`)
     train_metrics.json   Trainer's metrics, data counts (skipped examples by reason), last loss parts
     trainer_state.json   the final Trainer state (loss history; student/teacher/distill parts logged)
+    train_done.json      written last: the run is finished (a rerun changes nothing; methods/checkpoints.py)
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import torch
 from transformers import Trainer
-from latentlab.methods.checkpoints import open_run_dir, train_resuming
 
 from latentlab.errors import LatentLabError
-from latentlab.evaluation.harness import write_atomic
+from latentlab.methods.checkpoints import train_resuming
 from latentlab.methods.codi.config import CODIConfig
 from latentlab.methods.codi.data import CODICollator, tokenize_codi_dataset
 from latentlab.methods.codi.model import build_codi_model, load_codi, save_codi
@@ -83,26 +82,25 @@ def build_codi_dataset(cfg: CODIConfig, tokenizer):
 
 
 def train_codi(cfg: CODIConfig, callbacks: list | None = None) -> Path:
-    """Train CODI, save the final model to output_dir/model (load it with `load_codi`), return that path.
-    Under a distributed launch every rank calls this; files are written by the main process only."""
-    out = open_run_dir(cfg)
-    with cfg.main_process_first(local=cfg.save_on_each_node, desc="building the model"):  # tiny-* is written once
-        model, tokenizer = build_codi_model(cfg)
-    dataset, counts = build_codi_dataset(cfg, tokenizer)
-    trainer = CODITrainer(
-        model=model, args=cfg, train_dataset=dataset, processing_class=tokenizer, codi_args=cfg,
-        data_collator=CODICollator(tokenizer.pad_token_id, model.bot_id, model.eot_id), callbacks=callbacks,
-    )
-    if trainer.is_fsdp_enabled or _is_zero3(trainer):  # fail now rather than at the first checkpoint
-        raise LatentLabError("CODI saves whole weights from the unwrapped model: FSDP and DeepSpeed ZeRO-3 "
-                             "(sharded weights) are not supported; use DDP or ZeRO-2 (docs/scale.md)")
-    result, last = train_resuming(trainer, cfg, out)
-    final = out / "model"
-    trainer.save_model(str(final))  # the main process writes the save_codi format (see _save)
-    if cfg.should_save:
-        trainer.state.save_to_json(str(out / "trainer_state.json"))
-        metrics = {**result.metrics, **counts, "resumed_from": last,
-                   "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
-        write_atomic(out / "train_metrics.json", json.dumps(metrics, indent=2))
-    trainer.accelerator.wait_for_everyone()  # every rank returns once the files exist
-    return final
+    """Train CODI (or continue, or leave a finished run as it is), save the final model to output_dir/model
+    (load it with `load_codi`), return that path. Under a distributed launch every rank calls this; the main
+    process writes the files."""
+    get_benchmark(cfg.task)  # a typo writes nothing
+
+    def build_trainer():
+        with cfg.main_process_first(local=cfg.save_on_each_node, desc="building the model"):  # tiny-*: once
+            model, tokenizer = build_codi_model(cfg)
+        dataset, counts = build_codi_dataset(cfg, tokenizer)
+        trainer = CODITrainer(
+            model=model, args=cfg, train_dataset=dataset, processing_class=tokenizer, codi_args=cfg,
+            data_collator=CODICollator(tokenizer.pad_token_id, model.bot_id, model.eot_id), callbacks=callbacks,
+        )
+        if trainer.is_fsdp_enabled or _is_zero3(trainer):  # fail now rather than at the first checkpoint
+            raise LatentLabError("CODI saves whole weights from the unwrapped model: FSDP and DeepSpeed ZeRO-3 "
+                                 "(sharded weights) are not supported; use DDP or ZeRO-2 (docs/scale.md)")
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        return trainer, {**counts, "trainable_parameters": trainable}
+
+    # the main process writes the save_codi format (see CODITrainer._save)
+    return train_resuming(cfg, build_trainer, lambda trainer, final: trainer.save_model(str(final)),
+                          resume=cfg.resume, config=cfg)
