@@ -269,3 +269,60 @@ def test_override_that_is_not_yaml_is_taken_as_text():
     from latentlab.config import parse_overrides
 
     assert parse_overrides(["prompt={question}\n<think>"]) == {"prompt": "{question}\n<think>"}
+
+
+# --- errors inside nested configs name the dotted path ----------------------------------------
+
+
+@dataclass
+class Deep:
+    size: int = 1
+    kind: str = "a"
+    low: int = 0
+    high: int = 10
+
+    def __post_init__(self):
+        if self.size < 1:
+            raise LatentLabError(f"size must be >= 1, got {self.size}")
+        if self.kind not in ("a", "b"):
+            raise LatentLabError(f"the kind of a deep thing must be a or b, got {self.kind!r}")
+        if self.low > self.high:
+            raise LatentLabError("the bounds are crossed")
+
+
+@dataclass
+class Middle:
+    deep: Deep | None = None
+    either: int | Deep = 0
+
+
+@dataclass
+class Top:
+    middle: Optional[Middle] = None
+
+
+@pytest.mark.parametrize("override, message", [
+    ("middle.deep.size=0", "config.middle.deep.size must be >= 1, got 0"),  # the rule names its field
+    ("middle.deep.kind=c", "config.middle.deep.kind: the kind of a deep thing must be a or b, got 'c'"),  # it does not
+    ("middle.deep.size=x", "config.middle.deep.size: expected int, got 'x'"),
+    ("middle.deep.sise=2", "unknown key 'sise' in config.middle.deep (did you mean 'size'?)"),
+    ("middle.either.size=0", "config.middle.either.size must be >= 1, got 0"),  # a mapping: the dataclass's reason
+    ("middle.either=x", "config.middle.either: cannot use 'x' as int or Deep"),
+])
+def test_nested_errors_name_the_path_and_the_rule(override, message):
+    with pytest.raises(LatentLabError) as info:
+        load_config(Top, None, [override])
+    assert str(info.value) == message
+
+
+def test_a_rule_over_several_fields_names_the_nested_config():
+    # neither value breaks the rule alone (against the other's default), so no one field is blamed
+    with pytest.raises(LatentLabError) as info:
+        load_config(Top, None, ["middle.deep.low=5", "middle.deep.high=2"])
+    assert str(info.value) == "config.middle.deep: the bounds are crossed"
+
+
+def test_top_level_validation_messages_are_unchanged():
+    with pytest.raises(LatentLabError) as info:
+        build_config(Deep, {"size": 0})
+    assert str(info.value) == "size must be >= 1, got 0"

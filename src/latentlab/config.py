@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
@@ -66,8 +67,16 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def build_config(cls: type[T], values: dict[str, Any], where: str = "config") -> T:
-    """Instantiate dataclass `cls` from a (nested) mapping, checking keys and coercing types."""
+# keys that moved elsewhere: the error says where to set them instead
+_MOVED = {"SoftThinkingConfig": {"answer": "answer-token sampling is set by decode.do_sample/temperature/top_k/"
+                                           "top_p/min_p; soft_thinking.answer was removed"}}
+
+
+def build_config(cls: type[T], values: dict[str, Any], where: str = "config", nested: bool = False) -> T:
+    """Instantiate dataclass `cls` from a (nested) mapping, checking keys and coercing types.
+
+    `nested`: `cls` is the field `where` of an outer config; its own validation errors then get the
+    dotted path of the field they concern ('config.soft_thinking.max_topk must be ...')."""
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
@@ -75,6 +84,8 @@ def build_config(cls: type[T], values: dict[str, Any], where: str = "config") ->
         if key not in fields:
             close = difflib.get_close_matches(key, fields, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
+            if key in _MOVED.get(cls.__name__, {}):
+                hint = f" ({_MOVED[cls.__name__][key]})"
             raise LatentLabError(f"unknown key {key!r} in {where}{hint}")
         kwargs[key] = _coerce(value, hints[key], f"{where}.{key}")
     for key, (ok, bound) in _RANGES.items():
@@ -83,10 +94,32 @@ def build_config(cls: type[T], values: dict[str, Any], where: str = "config") ->
             raise LatentLabError(f"{where}.{key} must be {bound}, got {value!r}")
     try:
         return cls(**kwargs)
-    except LatentLabError:
-        raise
+    except LatentLabError as e:
+        if not nested:
+            raise
+        raise LatentLabError(_with_field_path(cls, kwargs, where, str(e))) from None
     except (ValueError, TypeError) as e:
         raise LatentLabError(f"invalid {where}: {str(e).splitlines()[0]}") from None
+
+
+def _with_field_path(cls: type, kwargs: dict[str, Any], where: str, message: str) -> str:
+    """`message` (from `cls`'s own validation) prefixed with the path of the field it concerns: the field
+    the message starts with, else the one given value that fails on its own, else `where` alone."""
+    first_word = re.match(r"\w+", message)
+    if first_word and first_word.group() in {f.name for f in dataclasses.fields(cls) if f.init}:
+        return f"{where}.{message}"
+    culprits = [key for key, value in kwargs.items() if _fails_alone(cls, key, value)]
+    return f"{where}.{culprits[0]}: {message}" if len(culprits) == 1 else f"{where}: {message}"
+
+
+def _fails_alone(cls: type, key: str, value: Any) -> bool:
+    try:
+        cls(**{key: value})
+    except LatentLabError:
+        return True
+    except Exception:  # e.g. other required fields missing: cannot tell
+        return False
+    return False
 
 
 # Values that transformers' TrainingArguments accepts but the optimiser or data loader reject
@@ -137,18 +170,24 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
             return None
+        errors = []
         for a in args:
             try:
                 return _coerce(value, a, where)
-            except LatentLabError:
-                continue
-        raise LatentLabError(f"{where}: cannot use {value!r} as {tp}")
+            except LatentLabError as e:
+                errors.append((a, e))
+        # one candidate (`X | None`), or a mapping given to the one dataclass candidate: its reason is the reason
+        mapped = [e for a, e in errors if dataclasses.is_dataclass(a) and isinstance(value, dict)]
+        if len(errors) == 1 or len(mapped) == 1:
+            raise (errors[0][1] if len(errors) == 1 else mapped[0]) from None
+        names = " or ".join(getattr(a, "__name__", str(a)) for a in args)
+        raise LatentLabError(f"{where}: cannot use {value!r} as {names}")
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         if not isinstance(value, dict):
             raise LatentLabError(f"{where}: expected a mapping, got {value!r}")
-        return build_config(tp, value, where)
+        return build_config(tp, value, where, nested=True)
     if tp is bool:
         if isinstance(value, bool):
             return value

@@ -4,10 +4,11 @@ For every problem, each thought's last-layer hidden state (before the projection
 lm_head would read) is turned into a next-token distribution; the top-k tokens and probabilities
 are written to probe.json and probe.md, and the top-1 probability of every (problem, thought) to a
 heatmap PNG annotated with the top-1 token. When the examples carry CoT steps with results
-("a+b=c"), `intermediate_match` reports, for CoT step j, the share of problems where some thought's
-top-k contains that step's result (the paper's 97.1 / 83.9 / 75.0 % analysis), next to the same
-share against another problem's results (`intermediate_match_other_problem`): with few distinct
-results (ten digits on the chain task) the raw share is high by chance alone.
+("a+b=c", "<<a*b=c>>", read by `tasks.cot_steps.step_result`), `intermediate_match` reports, for
+CoT step j, the share of problems where some thought's top-k contains that step's result (the
+paper's 97.1 / 83.9 / 75.0 % analysis), next to the same share against another problem's results
+(`intermediate_match_other_problem`): with few distinct results (ten digits on the chain task) the
+raw share is high by chance alone.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 from latentlab.decoding.loop import DecodeConfig, decode
 from latentlab.errors import LatentLabError
 from latentlab.evaluation.harness import write_atomic
+from latentlab.tasks.cot_steps import step_result
 from latentlab.tasks.registry import get_benchmark, load_benchmark, render_prompt
 from latentlab.atomic_files import save_figure_atomic
 
@@ -37,10 +39,6 @@ class ProbeConfig:
     max_new_tokens: int = field(default=64, metadata={"help": "decode steps per problem"})
     device: str = field(default="auto", metadata={"help": "cpu / cuda / auto"})
     output_dir: str = field(default="runs/codi_probe", metadata={"help": "where probe.json/.md/.png go"})
-
-
-def step_result(step: str) -> str | None:
-    return step.rsplit("=", 1)[1].strip() if "=" in step else None
 
 
 @torch.no_grad()

@@ -27,6 +27,7 @@ import torch
 
 from latentlab.errors import LatentLabError
 from latentlab.methods.formatting import IGNORE_INDEX
+from latentlab.tasks.cot_steps import step_result
 from latentlab.tasks.example import Example
 from latentlab.tasks.registry import render_prompt
 
@@ -47,11 +48,11 @@ class CODIExample:
 
 
 def step_result_ids(tokenizer, steps: Sequence[str]) -> list[int]:
-    """First token of each step's result (the text after its last '=', '>>' stripped: `7+5=2` -> `2`,
-    `<<600*30/100=180>>` -> `180`); IGNORE_INDEX for a step without one. Targets of the thought loss."""
+    """First token of each step's result (`step_result`: `7+5=2` -> `2`, `<<600*30/100=180>>` -> `180`);
+    IGNORE_INDEX for a step without one. Targets of the thought loss."""
     out = []
     for step in steps:
-        result = step.rsplit("=", 1)[1].strip().rstrip(">").strip() if "=" in step else ""
+        result = step_result(step) or ""
         ids = tokenizer(result, add_special_tokens=False)["input_ids"] if result else []
         out.append(ids[0] if ids else IGNORE_INDEX)
     return out
