@@ -76,7 +76,7 @@ def test_specs_are_complete():
         spec = get_benchmark(name)
         assert spec.version == 1 and spec.description and "\n" not in spec.description
         assert spec.extraction in ("answer_is", "boxed", "hash", "text")
-        assert spec.grader in ("numeric", "math_verify", "exact")
+        assert spec.grader in ("numeric", "math_verify", "math_hendrycks", "exact")
         assert "{question}" in spec.prompt
         assert spec.generator is None
         assert spec.default_split in spec.splits

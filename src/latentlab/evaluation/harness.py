@@ -36,7 +36,7 @@ from latentlab.decoding.soft_thinking import SoftThinkingConfig
 from latentlab.decoding.strategies import InputStrategy
 from latentlab.errors import LatentLabError
 from latentlab.evaluation.extraction import EXTRACTION_VERSION, extract
-from latentlab.evaluation.grading import GRADER_VERSION, grade
+from latentlab.evaluation.grading import GRADER_VERSION, grade, load_math_verify
 from latentlab.evaluation.metrics import majority_vote, mean_pass_at_k, normalise_number
 from latentlab.evaluation.sharding import (
     Processes, claim_directory, fingerprint, num_shards, plan_shards, read_json_line, resolve_processes,
@@ -227,6 +227,8 @@ def evaluate(
         raise LatentLabError("num_samples > 1 needs sampling (decode.do_sample=true, temperature > 0)")
     template = prompt or spec.prompt
     total = num_shards(len(examples), shard_size)
+    if spec.grader == "math_verify":
+        load_math_verify()  # the one-time import, outside every grading call's deadline
 
     def run_shard(s: int, show: bool) -> ShardResult:  # one shard: a bar over its batches, else over shards
         return decode_shard(model, tokenizer, examples[shard_slice(s, shard_size)], spec, decode_config, strategy,

@@ -351,7 +351,7 @@ register(BenchmarkSpec(
     parse_row=math_solution_parser("math"),
     local_files={"train": "math_full_hendrycks/train.jsonl", "test": "math_full_hendrycks/test.jsonl"},
     hub_id="hendrycks/competition_math", hub_splits={"train": "train", "test": "test"},
-    prompt=BOXED_PROMPT, extraction="boxed", grader="math_verify",
+    prompt=BOXED_PROMPT, extraction="boxed", grader="math_verify",  # or "math_hendrycks": MATH's own is_equiv
     notes="cot_steps = [solution]. Two train solutions box nothing ('\\boxed{}'); their answer is set "
     "to '0' (choice A) and meta['answer_erratum'] is True.",
 ))
@@ -362,7 +362,7 @@ register(BenchmarkSpec(
     parse_row=problem_answer_parser("math500"),
     local_files={"test": "math500/test.jsonl"},
     hub_id="HuggingFaceH4/MATH-500", hub_splits={"test": "test"},
-    prompt=BOXED_PROMPT, extraction="boxed", grader="math_verify",
+    prompt=BOXED_PROMPT, extraction="boxed", grader="math_verify",  # or "math_hendrycks": MATH's own is_equiv
 ))
 
 register(BenchmarkSpec(

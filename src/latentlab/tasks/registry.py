@@ -38,7 +38,7 @@ class BenchmarkSpec:
     generator: Callable[..., list[Example]] | None = None  # synthetic benchmarks: generator(split, **kwargs)
     prompt: str = "{question}\n"  # evaluation prompt template; methods that train their own format override it
     extraction: str = "answer_is"  # strict extractor: "answer_is" | "boxed" | "hash" | "text"
-    grader: str = "numeric"  # "numeric" | "math_verify" | "exact"
+    grader: str = "numeric"  # "numeric" | "math_verify" | "math_hendrycks" | "exact" (evaluation.grading.GRADERS)
     metric: str = "accuracy"
     default_split: str = "test"
     notes: str = ""
