@@ -19,6 +19,7 @@ from typing import Any, Callable
 from latentlab.analysis.plots import plot_accuracy_and_tokens, plot_loss_curves, read_loss_curve
 from latentlab.config import load_config, save_config
 from latentlab.decoding.loop import DecodeConfig
+from latentlab.determinism import make_deterministic
 from latentlab.errors import LatentLabError
 from latentlab.evaluation.harness import evaluate, write_atomic
 from latentlab.methods.sft import SFTConfig, train_sft
@@ -40,6 +41,8 @@ class DemoConfig:
     test_examples: int = field(default=500, metadata={"help": "test problems"})
     train_steps: int = field(default=800, metadata={"help": "optimizer steps per trained row"})
     seed: int = field(default=0, metadata={"help": "seed for data, init and training"})
+    threads: int = field(default=2, metadata={"help": "torch CPU threads; fixed because the thread count changes "
+                                                      "the numbers (determinism.py)"})
     quick: bool = field(default=False, metadata={"help": "small setting for tests (~1 minute)"})
     codi_train_steps: int | None = field(default=None, metadata={"help": "CODI optimizer steps (None: 800, quick 150)"})
     codi_num_latent: int = field(default=4, metadata={"help": "CODI continuous thoughts (one per chain step)"})
@@ -135,6 +138,7 @@ def run_demo(cfg: DemoConfig) -> Path:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "demo_config.yaml")
+    make_deterministic(cfg.threads)
     start = time.perf_counter()
     results = []
     for name in cfg.rows:
