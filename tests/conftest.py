@@ -9,7 +9,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 # Tests read the local benchmark files beside the repo unless told otherwise.
-os.environ.setdefault("LATENTLAB_DATA_DIR", str(SHARED_DATA))
+os.environ.setdefault("MENTALESE_DATA_DIR", str(SHARED_DATA))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -17,16 +17,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    path = Path(os.environ["LATENTLAB_DATA_DIR"])
-    assert path.is_dir(), f"benchmark data directory {path} is missing (set LATENTLAB_DATA_DIR)"
+    path = Path(os.environ["MENTALESE_DATA_DIR"])
+    assert path.is_dir(), f"benchmark data directory {path} is missing (set MENTALESE_DATA_DIR)"
     return path
 
 
 def sft_config(output_dir, *overrides: str):
     """The shipped chain CoT recipe, shrunk for tests (2-step problems, no checkpoints unless asked)."""
-    from latentlab.config import load_config
-    from latentlab.methods.sft import SFTConfig
-    from latentlab.recipes import resolve_recipe
+    from mentalese.config import load_config
+    from mentalese.methods.sft import SFTConfig
+    from mentalese.recipes import resolve_recipe
 
     base = [f"output_dir={output_dir}", "max_steps=150", "task_options={num_steps: 2, num_examples: 2000}",
             "save_steps=1000", "logging_steps=10", "disable_tqdm=true"]
@@ -36,7 +36,7 @@ def sft_config(output_dir, *overrides: str):
 @pytest.fixture(scope="session")
 def tiny_chain_run(tmp_path_factory) -> Path:
     """A tiny GPT-2 trained briefly (150 steps, CoT) on 2-step chain problems; returns its run dir."""
-    from latentlab.methods.sft import train_sft
+    from mentalese.methods.sft import train_sft
 
     run_dir = tmp_path_factory.mktemp("chain_cot")
     train_sft(sft_config(run_dir))
@@ -68,7 +68,7 @@ def old_cache_name_is_an_error(monkeypatch):
 
     def warning_once(msg, *args, **kwargs):
         if OLD_CACHE_NAME_LOG in str(msg):
-            raise FutureWarning(f"{msg} (latentlab passes and reads it as `cache`: models/cache_kwargs.py)")
+            raise FutureWarning(f"{msg} (mentalese passes and reads it as `cache`: models/cache_kwargs.py)")
         return original(msg, *args, **kwargs)
 
     monkeypatch.setattr(generic.logger, "warning_once", warning_once)

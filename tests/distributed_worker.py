@@ -40,32 +40,32 @@ class PassCounter(TrainerCallback):
 
 
 def run_sft(out: Path, overrides: list[str]) -> None:
-    from latentlab.config import load_config
-    from latentlab.methods.sft import SFTConfig, train_sft
-    from latentlab.recipes import resolve_recipe
+    from mentalese.config import load_config
+    from mentalese.methods.sft import SFTConfig, train_sft
+    from mentalese.recipes import resolve_recipe
 
     cfg = load_config(SFTConfig, resolve_recipe("sft/chain_cot"), [f"output_dir={out}"] + COMMON + overrides)
     train_sft(cfg, callbacks=[PassCounter(out)])
 
 
 def run_codi(out: Path, overrides: list[str]) -> None:
-    from latentlab.config import load_config
-    from latentlab.methods.codi.config import CODIConfig
-    from latentlab.methods.codi.trainer import train_codi
-    from latentlab.recipes import resolve_recipe
+    from mentalese.config import load_config
+    from mentalese.methods.codi.config import CODIConfig
+    from mentalese.methods.codi.trainer import train_codi
+    from mentalese.recipes import resolve_recipe
 
     cfg = load_config(CODIConfig, resolve_recipe("codi/chain"), [f"output_dir={out}"] + COMMON + overrides)
     train_codi(cfg, callbacks=[PassCounter(out)])
 
 
 def run_bolt_mstep(out: Path, overrides: list[str]) -> None:
-    from latentlab.config import load_config
-    from latentlab.methods.bolt.config import BoltConfig
-    from latentlab.methods.bolt.data_format import chunk_corpus
-    from latentlab.methods.bolt.em import load_documents, prepare_base_model, teacher_thoughts
-    from latentlab.methods.bolt.mstep import corpus_rows, train_on_corpus
-    from latentlab.models.loading import load_tokenizer
-    from latentlab.recipes import resolve_recipe
+    from mentalese.config import load_config
+    from mentalese.methods.bolt.config import BoltConfig
+    from mentalese.methods.bolt.data_format import chunk_corpus
+    from mentalese.methods.bolt.em import load_documents, prepare_base_model, teacher_thoughts
+    from mentalese.methods.bolt.mstep import corpus_rows, train_on_corpus
+    from mentalese.models.loading import load_tokenizer
+    from mentalese.recipes import resolve_recipe
 
     cfg = load_config(BoltConfig, resolve_recipe("bolt/toy_chain"), [f"output_dir={out}"] + COMMON + overrides)
     docs, _ = chunk_corpus(load_documents(cfg), cfg.chunk_mean_sentences, cfg.chunk_max_sentences)

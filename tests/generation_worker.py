@@ -3,7 +3,7 @@
     python tests/generation_worker.py '[{"eval": [overrides...]}, {"estep": [model_dir, out_dir, {fields}]}]'
 
 runs each job in turn in one process (under torchrun: each job split across the processes), to
-pay the start-up once: `run_eval` (what `latentlab eval` runs) and the BoLT E-step on
+pay the start-up once: `run_eval` (what `mentalese eval` runs) and the BoLT E-step on
 `estep_corpus()`.
 """
 
@@ -21,7 +21,7 @@ PYTHON = sys.executable
 
 
 def eval_overrides(model_dir: Path, out_dir: Path, *extra: str) -> list[str]:
-    """`latentlab eval` overrides: 12 two-step chain problems in shards of 2, short decodes, on CPU."""
+    """`mentalese eval` overrides: 12 two-step chain problems in shards of 2, short decodes, on CPU."""
     return [f"model={model_dir}", "benchmark=chain", "task_options={num_steps: 2, num_examples: 12}",
             f"output_dir={out_dir}", "shard_size=2", "decode.max_new_tokens=24", "decode.batch_size=4",
             "dtype=float32", "device=cpu", *extra]
@@ -29,7 +29,7 @@ def eval_overrides(model_dir: Path, out_dir: Path, *extra: str) -> list[str]:
 
 def build_think_model(out_dir: Path) -> Path:
     """A tiny random GPT-2 whose character tokenizer has <think> and </think> (soft thinking needs the latter)."""
-    from latentlab.models.tiny import build_tiny_model, char_tokenizer
+    from mentalese.models.tiny import build_tiny_model, char_tokenizer
 
     tok = char_tokenizer(extra_tokens=["<think>", "</think>"])
     return build_tiny_model("gpt2", tok, out_dir, initializer_range=0.3, n_positions=128)
@@ -39,9 +39,9 @@ def build_bolt_model(out_dir: Path) -> Path:
     """A tiny random GPT-2 with the four BoLT tokens added and saved (so every process loads the same one)."""
     import torch
 
-    from latentlab.methods.bolt.data_format import add_bolt_tokens
-    from latentlab.models.loading import load_model_and_tokenizer
-    from latentlab.models.tiny import build_tiny_model, char_tokenizer
+    from mentalese.methods.bolt.data_format import add_bolt_tokens
+    from mentalese.models.loading import load_model_and_tokenizer
+    from mentalese.models.tiny import build_tiny_model, char_tokenizer
 
     base = build_tiny_model("gpt2", char_tokenizer(), out_dir / "base", n_positions=128)
     model, tok = load_model_and_tokenizer(base, dtype="float32", device="cpu")
@@ -58,16 +58,16 @@ def build_bolt_model(out_dir: Path) -> Path:
 
 def estep_corpus(num_docs: int = 5):
     """`num_docs` documents of three one-sentence chunks each."""
-    from latentlab.methods.bolt.data_format import chunk_document
+    from mentalese.methods.bolt.data_format import chunk_document
 
     texts = [f"Doc {d} says {d}+1 is {d + 1}. Then it ends. Really ends now." for d in range(num_docs)]
     return [chunk_document(f"d{d}", t, mean=0, cap=1) for d, t in enumerate(texts)]
 
 
 def run_estep_here(model_dir: Path, out_dir: Path, fields: dict, processes="auto", after_shard=None) -> dict:
-    from latentlab.methods.bolt.data_format import BoltTokenIds
-    from latentlab.methods.bolt.estep import EStepConfig, run_estep
-    from latentlab.models.loading import load_model_and_tokenizer
+    from mentalese.methods.bolt.data_format import BoltTokenIds
+    from mentalese.methods.bolt.estep import EStepConfig, run_estep
+    from mentalese.models.loading import load_model_and_tokenizer
 
     model, tok = load_model_and_tokenizer(model_dir, dtype="float32", device="cpu")
     return run_estep(model, tok, estep_corpus(), out_dir, EStepConfig(**fields), BoltTokenIds.from_tokenizer(tok),
@@ -97,9 +97,9 @@ def main(argv: list[str]) -> None:
 
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
-    from latentlab.config import load_config
-    from latentlab.evaluation.harness import EvalConfig
-    from latentlab.evaluation.run import run_eval
+    from mentalese.config import load_config
+    from mentalese.evaluation.harness import EvalConfig
+    from mentalese.evaluation.run import run_eval
 
     for job in json.loads(argv[0]):
         if "eval" in job:

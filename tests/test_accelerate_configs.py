@@ -11,8 +11,8 @@ from accelerate.commands.launch import _validate_launch_command, launch_command_
 from accelerate.utils import DeepSpeedPlugin, DistributedType, FullyShardedDataParallelPlugin
 from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env
 
-from latentlab.accelerate_configs import accelerate_config_path, list_accelerate_configs
-from latentlab.errors import LatentLabError
+from mentalese.accelerate_configs import accelerate_config_path, list_accelerate_configs
+from mentalese.errors import MentaleseError
 
 EXPECTED = {"ddp": DistributedType.MULTI_GPU, "fsdp": DistributedType.FSDP,
             "deepspeed_zero2": DistributedType.DEEPSPEED, "deepspeed_zero3": DistributedType.DEEPSPEED}
@@ -64,5 +64,5 @@ def test_deepspeed_plugin_from_launch_env(monkeypatch, name, stage):
 
 
 def test_unknown_config_name():
-    with pytest.raises(LatentLabError, match="shipped"):
+    with pytest.raises(MentaleseError, match="shipped"):
         accelerate_config_path("ddp_typo")

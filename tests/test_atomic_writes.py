@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from latentlab.atomic_files import save_figure_atomic, write_text_atomic
+from mentalese.atomic_files import save_figure_atomic, write_text_atomic
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "latentlab"
+SRC = Path(__file__).resolve().parents[1] / "src" / "mentalese"
 IN_PLACE = re.compile(r"\.write_text\(|\.write_bytes\(|\.savefig\(|\bjson\.dump\(|open\([^)]*['\"][wa]b?['\"]")
 
 

@@ -1,7 +1,7 @@
 """Bad input, gathered in one place: every case exits non-zero with ONE line naming the problem, and leaves
 no partial or corrupted output behind.
 
-Cases go through `latentlab.cli.main` in-process (exit code 2, stderr captured); one runs in a real
+Cases go through `mentalese.cli.main` in-process (exit code 2, stderr captured); one runs in a real
 process to show that no traceback is printed. "No partial output" means: no result file
 (metrics.json, predictions.jsonl, train_metrics.json, model/), no temporary file, and a config.yaml,
 when one was written before the failure, that parses.
@@ -19,20 +19,20 @@ import pytest
 import torch
 import yaml
 
-from latentlab.cli import main
-from latentlab.models.tiny import build_tiny_model, char_tokenizer
+from mentalese.cli import main
+from mentalese.models.tiny import build_tiny_model, char_tokenizer
 
 PROGRESS_BAR = re.compile(r"^[\w ]*: +\d+%\|")  # tqdm lines of a run that got as far as decoding
 RESULTS = ("metrics.json", "predictions.jsonl", "train_metrics.json", "trainer_state.json", "model")
 
 
 def run_cli_error(capsys, *args) -> str:
-    """Run the CLI, check the exit code and that stderr is exactly one `latentlab: error:` line; return it."""
+    """Run the CLI, check the exit code and that stderr is exactly one `mentalese: error:` line; return it."""
     code = main([str(a) for a in args])
     captured = capsys.readouterr()
     lines = [line for line in captured.err.strip().splitlines() if not PROGRESS_BAR.match(line)]
     assert code == 2, captured
-    assert len(lines) == 1 and lines[0].startswith("latentlab: error: "), lines
+    assert len(lines) == 1 and lines[0].startswith("mentalese: error: "), lines
     return lines[0]
 
 
@@ -84,11 +84,11 @@ def test_bad_data_file(case, tmp_path, capsys):
 def test_no_traceback_in_a_real_process(tmp_path):
     (tmp_path / "gsm8k").mkdir()
     (tmp_path / "gsm8k" / "test.jsonl").write_bytes(b"\x80\x81\n")
-    proc = subprocess.run([sys.executable, "-m", "latentlab.cli", "eval", "model=unused", "benchmark=gsm8k",
+    proc = subprocess.run([sys.executable, "-m", "mentalese.cli", "eval", "model=unused", "benchmark=gsm8k",
                            f"data_dir={tmp_path}", f"output_dir={tmp_path / 'out'}"], capture_output=True, text=True,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [f"latentlab: error: {tmp_path}/gsm8k/test.jsonl:1: not UTF-8 text "
+    assert proc.stderr.strip().splitlines() == [f"mentalese: error: {tmp_path}/gsm8k/test.jsonl:1: not UTF-8 text "
                                                 "(bad byte 0x80 at offset 0)"]
 
 
@@ -195,7 +195,7 @@ def test_bad_model_or_tokenizer(case, tiny_models, tmp_path, capsys):
 
 
 def test_pickle_weights_load_only_when_asked(tiny_models):
-    from latentlab.models.loading import load_model_and_tokenizer
+    from mentalese.models.loading import load_model_and_tokenizer
 
     model, _ = load_model_and_tokenizer(tiny_models / "pickle", dtype="float32", device="cpu",
                                         allow_pickle_weights=True)
@@ -206,7 +206,7 @@ def test_pickle_weights_load_only_when_asked(tiny_models):
 def test_trust_remote_code_is_off_unless_asked(tiny_models, monkeypatch):
     import transformers
 
-    from latentlab.models import loading
+    from mentalese.models import loading
 
     seen = []
     real = transformers.AutoModelForCausalLM.from_pretrained.__func__
@@ -276,7 +276,7 @@ def test_disk_full_while_writing_results(full_disk_dir, tiny_models, capsys):
 
 def test_disk_full_while_writing_the_config(tmp_path, capsys, monkeypatch):
     # works without root: the first write of a run (config.yaml) fails half-way with ENOSPC
-    import latentlab.atomic_files as atomic_files
+    import mentalese.atomic_files as atomic_files
 
     real_fdopen = os.fdopen
 
@@ -298,5 +298,5 @@ def test_disk_full_while_writing_the_config(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(atomic_files.os, "fdopen", lambda fd, mode: HalfWrite(real_fdopen(fd, mode)))
     out = tmp_path / "out"
     err = run_cli_error(capsys, "train", "sft/chain_cot", f"output_dir={out}", "max_steps=1")
-    assert err == "latentlab: error: No space left on device"
+    assert err == "mentalese: error: No space left on device"
     assert sorted(p.name for p in out.iterdir()) == []  # neither config.yaml nor its temporary file

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from latentlab.errors import LatentLabError
-from latentlab.tasks.benchmarks import format_multiplication_line, generate_multiplication
-from latentlab.tasks.formats import last_boxed, normalize_number
-from latentlab.tasks.registry import get_benchmark, list_benchmarks, load_benchmark
+from mentalese.errors import MentaleseError
+from mentalese.tasks.benchmarks import format_multiplication_line, generate_multiplication
+from mentalese.tasks.formats import last_boxed, normalize_number
+from mentalese.tasks.registry import get_benchmark, list_benchmarks, load_benchmark
 
 # Row counts from the data manifest (MANIFEST.md), one entry per local file a spec claims.
 MANIFEST_ROWS = {
@@ -268,7 +268,7 @@ def test_generate_multiplication_default_size_and_exclusion():
     taken = {e.question for e in generate_multiplication(2, num_examples=50, seed=0)}
     fresh = generate_multiplication(2, num_examples=50, seed=0, exclude_questions=taken)
     assert not taken & {e.question for e in fresh}
-    with pytest.raises(LatentLabError, match="do not exist"):
+    with pytest.raises(MentaleseError, match="do not exist"):
         generate_multiplication(1, num_examples=1000)
 
 
@@ -324,7 +324,7 @@ def test_normalize_number(value, expected):
 
 @pytest.mark.parametrize("value", ["abc", "", "12 apples", None, True, float("nan"), [1]])
 def test_normalize_number_rejects(value):
-    with pytest.raises(LatentLabError, match=r"b row r: unparseable number"):
+    with pytest.raises(MentaleseError, match=r"b row r: unparseable number"):
         normalize_number(value, "b", "r")
 
 
@@ -378,7 +378,7 @@ def _write_rows(root: Path, rel: str, rows: list) -> None:
 def test_malformed_row_names_row_and_problem(tmp_path, name, split, rows, problem):
     rel = get_benchmark(name).local_files[split]
     _write_rows(tmp_path, rel, rows)
-    with pytest.raises(LatentLabError, match=rf"^{name} row {split}-1: .*{problem}") as info:
+    with pytest.raises(MentaleseError, match=rf"^{name} row {split}-1: .*{problem}") as info:
         load_benchmark(name, split, data_dir=tmp_path, source="local")
     assert "\n" not in str(info.value)
     # the good first row alone loads
@@ -423,27 +423,27 @@ def test_hub_row_schemas():
 
 
 def test_unknown_benchmark():
-    with pytest.raises(LatentLabError, match="unknown benchmark 'no-such-bench'"):
+    with pytest.raises(MentaleseError, match="unknown benchmark 'no-such-bench'"):
         load_benchmark("no-such-bench")
 
 
 def test_unknown_split():
-    with pytest.raises(LatentLabError, match="has no split 'nope'"):
+    with pytest.raises(MentaleseError, match="has no split 'nope'"):
         load_benchmark("gsm8k", "nope")
 
 
 def test_missing_local_file_mentions_data_dir(tmp_path):
-    with pytest.raises(LatentLabError, match="LATENTLAB_DATA_DIR") as info:
+    with pytest.raises(MentaleseError, match="MENTALESE_DATA_DIR") as info:
         load_benchmark("gsm8k", "test", data_dir=tmp_path, source="local")
     assert "gsm8k/test.jsonl" in str(info.value)
-    with pytest.raises(LatentLabError, match="LATENTLAB_DATA_DIR"):  # hub-only split, forced local
+    with pytest.raises(MentaleseError, match="MENTALESE_DATA_DIR"):  # hub-only split, forced local
         load_benchmark("gsm8k-aug", "train", source="local")
-    with pytest.raises(LatentLabError, match="no hub source"):
+    with pytest.raises(MentaleseError, match="no hub source"):
         load_benchmark("prosqa", "test", data_dir=tmp_path)
 
 
 def test_empty_local_file_is_a_clear_error(tmp_path):
     (tmp_path / "svamp").mkdir()
     (tmp_path / "svamp" / "SVAMP.json").write_text("[]")
-    with pytest.raises(LatentLabError, match="split 'test' is empty"):
+    with pytest.raises(MentaleseError, match="split 'test' is empty"):
         load_benchmark("svamp", "test", data_dir=tmp_path)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from latentlab.demo import DemoConfig, run_demo
+from mentalese.demo import DemoConfig, run_demo
 
 
 @pytest.fixture(scope="module")
@@ -38,21 +38,21 @@ def test_reproduce_line_round_trips():
     """The report's command carries the recipe, variants and overrides the experiment ran with."""
     import shlex
 
-    from latentlab.config import load_config
-    from latentlab.methods.bolt.experiment import ToyExperimentConfig
-    from latentlab.methods.bolt.report import reproduce_command
+    from mentalese.config import load_config
+    from mentalese.methods.bolt.experiment import ToyExperimentConfig
+    from mentalese.methods.bolt.report import reproduce_command
 
     cfg = ToyExperimentConfig(output_dir="/tmp/a b", variants=["teacher", "em-k4"], iterations=2,
                               overrides=["model_name_or_path=tiny-gpt2", "tiny_model_options={}", "max_steps=5"])
     args = shlex.split(reproduce_command(cfg))
-    assert args[:2] == ["latentlab", "bolt-toy"]
+    assert args[:2] == ["mentalese", "bolt-toy"]
     assert load_config(ToyExperimentConfig, None, args[2:]) == cfg
-    assert reproduce_command(ToyExperimentConfig()) == "latentlab bolt-toy output_dir=runs/bolt_toy iterations=3"
+    assert reproduce_command(ToyExperimentConfig()) == "mentalese bolt-toy output_dir=runs/bolt_toy iterations=3"
 
 
 def test_raw_variants_get_the_plain_prompt(tmp_path):
-    from latentlab.methods.bolt.experiment import ToyExperimentConfig, variant_config
-    from latentlab.methods.bolt.toy import TOY_EVAL_PROMPT, TOY_LATENT_EVAL_PROMPT
+    from mentalese.methods.bolt.experiment import ToyExperimentConfig, variant_config
+    from mentalese.methods.bolt.toy import TOY_EVAL_PROMPT, TOY_LATENT_EVAL_PROMPT
 
     cfg = ToyExperimentConfig(output_dir=str(tmp_path))
     assert variant_config(cfg, "teacher").eval_prompt == TOY_LATENT_EVAL_PROMPT

@@ -4,12 +4,12 @@ import json
 
 import pytest
 
-import latentlab.methods.bolt.em as em
-from latentlab.cli import main
-from latentlab.config import load_config
-from latentlab.errors import LatentLabError
-from latentlab.methods.bolt.config import BoltConfig
-from latentlab.recipes import resolve_recipe
+import mentalese.methods.bolt.em as em
+from mentalese.cli import main
+from mentalese.config import load_config
+from mentalese.errors import MentaleseError
+from mentalese.methods.bolt.config import BoltConfig
+from mentalese.recipes import resolve_recipe
 
 SMALL = ["toy_options.documents=24", "teacher_docs=8", "max_steps=6", "save_steps=3", "per_device_train_batch_size=8",
          "task_options.num_examples=10", "estep.num_samples=2", "estep.max_thought_tokens=16", "estep.shard_size=10",
@@ -61,17 +61,17 @@ def test_raw_mode_and_bad_corpora(tmp_path):
     assert summary["iterations"][0]["kind"] == "raw"
     raw_prompt = json.loads((tmp_path / "raw" / "iter_0" / "eval" / "metrics.json").read_text())["prompt"]
     assert "latent" not in raw_prompt
-    with pytest.raises(LatentLabError, match="not found"):
+    with pytest.raises(MentaleseError, match="not found"):
         em.run_bolt(small(tmp_path / "a", "corpus=/no/such.jsonl"))
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "Fine. Text."}\n{"body": "no text field"}\n')
-    with pytest.raises(LatentLabError, match="'text' field"):
+    with pytest.raises(MentaleseError, match="'text' field"):
         em.run_bolt(small(tmp_path / "b", f"corpus={bad}"))
     empty = tmp_path / "empty.jsonl"
     empty.write_text('{"text": ""}\n{"text": "   "}\n')
-    with pytest.raises(LatentLabError, match="no non-empty documents"):
+    with pytest.raises(MentaleseError, match="no non-empty documents"):
         em.run_bolt(small(tmp_path / "c", f"corpus={empty}"))
-    with pytest.raises(LatentLabError, match="nothing for the E-step"):
+    with pytest.raises(MentaleseError, match="nothing for the E-step"):
         em.run_bolt(small(tmp_path / "d", "teacher_docs=null", "toy_options.documents=4", "max_steps=1"))
 
 
@@ -84,4 +84,4 @@ def test_raw_mode_and_bad_corpora(tmp_path):
 def test_cli_errors_are_one_line(args, message, capsys, tmp_path):
     assert main(args + [f"output_dir={tmp_path}"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("latentlab: error:") and message in err and len(err.splitlines()) == 1
+    assert err.startswith("mentalese: error:") and message in err and len(err.splitlines()) == 1

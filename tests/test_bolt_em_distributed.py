@@ -1,4 +1,4 @@
-"""`latentlab bolt-em` under torchrun (2 CPU processes, gloo) gives what one process gives.
+"""`mentalese bolt-em` under torchrun (2 CPU processes, gloo) gives what one process gives.
 
 One EM iteration on a tiny toy corpus (warm start on teacher thoughts, E-step, M-step, evaluation), run
 in this process with a batch of 8 and under `python -m torch.distributed.run --nproc_per_node 2` with 4
@@ -20,8 +20,8 @@ import pytest
 import torch
 
 from generation_worker import run_checked, torchrun
-from latentlab.cli import main
-from latentlab.methods.bolt.estep import read_estep
+from mentalese.cli import main
+from mentalese.methods.bolt.estep import read_estep
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread"),  # one_thread: see conftest
               pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")]
@@ -53,7 +53,7 @@ def summary_of(stdout: str) -> dict:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("bolt_em_ddp")
-    two = run_checked(torchrun(2, "-m", "latentlab.cli", *bolt_em(root / "two", 4)), timeout=300)
+    two = run_checked(torchrun(2, "-m", "mentalese.cli", *bolt_em(root / "two", 4)), timeout=300)
     return root, two
 
 
@@ -115,7 +115,7 @@ def test_resume_under_two_processes(runs):
               "estep/shard-00003.stats.json"):
         (it1 / p).unlink()
     shutil.rmtree(two_dir / "iter_0" / "eval")  # iteration 0's evaluation is redone too
-    again = run_checked(torchrun(2, "-m", "latentlab.cli", *bolt_em(two_dir, 4)), timeout=300)
+    again = run_checked(torchrun(2, "-m", "mentalese.cli", *bolt_em(two_dir, 4)), timeout=300)
     assert "E-step: process 0/2 computes shards [3] (3 of 4 already done)" in again.stderr
     assert "E-step: process 1/2 computes shards [] (3 of 4 already done)" in again.stderr
     assert not re.search(r"resuming from|'loss':", again.stdout + again.stderr)  # no M-step retrained

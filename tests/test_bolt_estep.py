@@ -7,15 +7,15 @@ import random
 import pytest
 import torch
 
-from latentlab.decoding.scoring import sequence_logprobs
-from latentlab.errors import LatentLabError
-from latentlab.methods.bolt.data_format import BoltTokenIds, add_bolt_tokens, chunk_document
-from latentlab.methods.bolt.estep import (
+from mentalese.decoding.scoring import sequence_logprobs
+from mentalese.errors import MentaleseError
+from mentalese.methods.bolt.data_format import BoltTokenIds, add_bolt_tokens, chunk_document
+from mentalese.methods.bolt.estep import (
     EStepConfig, elbo_estimates, estep_shard, chunk_prompts, log_mean_exp, log_weights, read_estep, run_estep,
     select_proposal, selection_probabilities,
 )
-from latentlab.models.loading import load_model_and_tokenizer
-from latentlab.models.tiny import build_tiny_model, char_tokenizer
+from mentalese.models.loading import load_model_and_tokenizer
+from mentalese.models.tiny import build_tiny_model, char_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +41,9 @@ def test_weights_and_probabilities_by_hand():
     assert selection_probabilities(lw, "uniform") == pytest.approx([1 / 3] * 3)
     assert selection_probabilities([-math.inf, 0.0, -math.inf], "uniform") == [0.0, 1.0, 0.0]
     assert selection_probabilities([-math.inf, 0.0, 0.0], "importance") == pytest.approx([0, 0.5, 0.5])
-    with pytest.raises(LatentLabError, match="no valid proposal"):
+    with pytest.raises(MentaleseError, match="no valid proposal"):
         selection_probabilities([-math.inf] * 2, "importance")
-    with pytest.raises(LatentLabError, match="selection"):
+    with pytest.raises(MentaleseError, match="selection"):
         selection_probabilities([0.0], "argmax")
 
 
@@ -82,8 +82,8 @@ def test_logq_from_sampling_equals_teacher_forced(tiny):
     cfg = EStepConfig(num_samples=6, max_thought_tokens=40, batch_size=8, score_batch_size=5)
     records, stats = estep_shard(model, tok, prompts, ids, cfg, 0)
     assert stats["proposals"] == 6 * len(prompts)
-    from latentlab.decoding.loop import DecodeConfig, decode
-    from latentlab.methods.bolt.estep import LogProbSampler
+    from mentalese.decoding.loop import DecodeConfig, decode
+    from mentalese.methods.bolt.estep import LogProbSampler
     rows = [p.prefix + [ids.sol, ids.eol] + p.x + [ids.sol, ids.posterior] for p in prompts]
     res = decode(model, tok, rows, DecodeConfig(do_sample=True, max_new_tokens=24, batch_size=3, seed=7,
                                                  stop_token_ids=[ids.eol]), strategy=LogProbSampler())
@@ -119,7 +119,7 @@ def test_prior_proposals_weight_by_the_likelihood(tiny):
             assert rec["log_w"][k] == pytest.approx(head + tail, abs=2e-3)
             checked += 1
     assert checked > 0
-    with pytest.raises(LatentLabError, match="estep.proposal"):
+    with pytest.raises(MentaleseError, match="estep.proposal"):
         EStepConfig(proposal="teacher")
 
 
@@ -153,7 +153,7 @@ def test_crash_and_resume_equals_uninterrupted(tiny, tmp_path):
         run_estep(model, tok, corpus, tmp_path / "crashy", cfg, ids, after_shard=crash_after_first)
     manifest = json.loads((tmp_path / "crashy" / "manifest.json").read_text())
     assert list(manifest["shards"]) == ["0"]
-    with pytest.raises(LatentLabError, match="incomplete"):
+    with pytest.raises(MentaleseError, match="incomplete"):
         read_estep(tmp_path / "crashy")
     first = (tmp_path / "crashy" / "shard-00000.jsonl").stat().st_mtime_ns
     resumed_shards = []
@@ -163,5 +163,5 @@ def test_crash_and_resume_equals_uninterrupted(tiny, tmp_path):
     a, b = read_estep(tmp_path / "full"), read_estep(tmp_path / "crashy")
     assert [r["chunk_id"] for r in a] == [r["chunk_id"] for r in b] and len({r["chunk_id"] for r in b}) == 12
     assert [r["thought"] for r in a] == [r["thought"] for r in b]
-    with pytest.raises(LatentLabError, match="other chunks"):
+    with pytest.raises(MentaleseError, match="other chunks"):
         run_estep(model, tok, docs(3), tmp_path / "crashy", cfg, ids)

@@ -3,13 +3,13 @@
 import pytest
 import torch
 
-from latentlab.errors import LatentLabError
-from latentlab.methods.bolt.data_format import (
+from mentalese.errors import MentaleseError
+from mentalese.methods.bolt.data_format import (
     BOLT_TOKENS, BoltTokenIds, Chunk, add_bolt_tokens, choose_order, chunk_corpus, chunk_document, chunk_ids,
     chunk_lengths, document_ids, pack_sequences, split_sentences, text_seed,
 )
-from latentlab.models.loading import load_model_and_tokenizer
-from latentlab.models.tiny import build_tiny_model, char_tokenizer
+from mentalese.models.loading import load_model_and_tokenizer
+from mentalese.models.tiny import build_tiny_model, char_tokenizer
 
 DOC = " ".join(f"Sentence number {i} is here." for i in range(40))
 
@@ -37,7 +37,7 @@ def test_tokens_added_with_clamped_normal_init(tiny):
 
 
 def test_missing_tokens_are_an_error():
-    with pytest.raises(LatentLabError, match="add_bolt_tokens"):
+    with pytest.raises(MentaleseError, match="add_bolt_tokens"):
         BoltTokenIds.from_tokenizer(char_tokenizer())
 
 
@@ -66,7 +66,7 @@ def test_chunk_lengths_statistics_and_cap():
 def test_empty_documents_counted_or_rejected():
     docs, skipped = chunk_corpus([("a", "One. Two."), ("b", "  "), ("c", "")])
     assert len(docs) == 1 and skipped == 2
-    with pytest.raises(LatentLabError, match="empty"):
+    with pytest.raises(MentaleseError, match="empty"):
         chunk_document("b", " \n")
 
 
@@ -75,7 +75,7 @@ def test_layouts():
     assert chunk_ids([10, 11], [20], "prior", ids) == [1, 3, 20, 2, 10, 11]
     assert chunk_ids([10, 11], [20], "posterior", ids) == [1, 2, 10, 11, 1, 4, 20, 2]
     assert chunk_ids([10, 11], None, "prior", ids) == [10, 11]
-    with pytest.raises(LatentLabError):
+    with pytest.raises(MentaleseError):
         chunk_ids([1], [2], "sideways", ids)
 
 
@@ -100,5 +100,5 @@ def test_document_ids_and_packing(tiny):
     assert all(len(r["input_ids"]) == 8 for r in rows)
     assert [t for r in rows for t, m in zip(r["input_ids"], r["attention_mask"]) if m] == stream
     assert rows[-1]["labels"][-1] == -100 and rows[0]["labels"] == rows[0]["input_ids"]
-    with pytest.raises(LatentLabError):
+    with pytest.raises(MentaleseError):
         pack_sequences([], 8, 0)

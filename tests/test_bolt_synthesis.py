@@ -7,9 +7,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from latentlab.errors import LatentLabError
-from latentlab.methods.bolt.data_format import chunk_document
-from latentlab.methods.bolt.synthesis import (
+from mentalese.errors import MentaleseError
+from mentalese.methods.bolt.data_format import chunk_document
+from mentalese.methods.bolt.synthesis import (
     FunctionTeacher, HFTeacher, OpenAITeacher, TeacherConfig, ThoughtCache, synthesize_thoughts, teacher_prompt,
 )
 
@@ -100,7 +100,7 @@ def test_endpoint_retries_skips_and_cache(tmp_path):
 def test_bad_key_is_a_clear_error():
     with FakeEndpoint(lambda p, a: "401") as ep:
         cfg = cfg_for(ep.url)
-        with pytest.raises(LatentLabError, match="HTTP 401"):
+        with pytest.raises(MentaleseError, match="HTTP 401"):
             synthesize_thoughts(DOCS[:1], OpenAITeacher(cfg), cfg)
 
 
@@ -111,8 +111,8 @@ def test_unreachable_endpoint_is_counted():
 
 
 def test_function_and_local_model_teachers(tmp_path):
-    from latentlab.models.loading import load_model_and_tokenizer
-    from latentlab.models.tiny import build_tiny_model, char_tokenizer
+    from mentalese.models.loading import load_model_and_tokenizer
+    from mentalese.models.tiny import build_tiny_model, char_tokenizer
 
     cfg = TeacherConfig(kind="hf", prompt="{prefix}|{chunk}|", temperature=0.7, max_tokens=6, batch_size=4)
     thoughts, _ = synthesize_thoughts(DOCS[:1], FunctionTeacher(lambda p: p.split("|")[1].upper()), cfg)

@@ -5,13 +5,13 @@ import math
 
 import pytest
 
-import latentlab.methods.bolt.experiment as experiment
-from latentlab.config import load_config
-from latentlab.errors import LatentLabError
-from latentlab.methods.bolt.config import BoltConfig
-from latentlab.methods.bolt.toy import (ToyCorpusConfig, derivation, derivation_teacher, thought_is_correct,
+import mentalese.methods.bolt.experiment as experiment
+from mentalese.config import load_config
+from mentalese.errors import MentaleseError
+from mentalese.methods.bolt.config import BoltConfig
+from mentalese.methods.bolt.toy import (ToyCorpusConfig, derivation, derivation_teacher, thought_is_correct,
                                         toy_documents, toy_thought, true_thought)
-from latentlab.recipes import resolve_recipe
+from mentalese.recipes import resolve_recipe
 
 
 def test_derivations_by_hand():
@@ -19,7 +19,7 @@ def test_derivations_by_hand():
     assert derivation("3*7-7") == "3*7=1 1-7=4"  # 21 -> 1, 1 - 7 = -6 -> 4
     assert derivation("9-9-9", modulus=7) == "9-9=0 0-9=5"  # -9 mod 7 = 5
     assert toy_thought("3*7-7") == "3*7-7: 3*7=1 1-7=4"
-    with pytest.raises(LatentLabError, match="not a chain question"):
+    with pytest.raises(MentaleseError, match="not a chain question"):
         derivation("3*x")
 
 
@@ -62,7 +62,7 @@ def test_thought_stats_counts_answer_chunks_only(tmp_path, monkeypatch):
 
 
 def test_seeds_table_means_by_hand():
-    from latentlab.methods.bolt.report import seeds_table
+    from mentalese.methods.bolt.report import seeds_table
 
     rows = [{"variant": "em-k4", "label": "EM K=4", "iteration": 1, "seed": 0, "accuracy": 0.4,
              "selected_result_correct": 0.5},
@@ -75,7 +75,7 @@ def test_seeds_table_means_by_hand():
 
 
 def test_several_seeds_run_apart_and_are_averaged(tmp_path):
-    from latentlab.methods.bolt.experiment import ToyExperimentConfig, run_toy_experiment
+    from mentalese.methods.bolt.experiment import ToyExperimentConfig, run_toy_experiment
 
     cfg = ToyExperimentConfig(output_dir=str(tmp_path), variants=["raw-compute"], iterations=1, quick=True,
                               seeds=[0, 3], overrides=["max_steps=4", "task_options.num_examples=8"])
@@ -89,5 +89,5 @@ def test_several_seeds_run_apart_and_are_averaged(tmp_path):
     assert [r["seed"] for r in rows] == [0, 3]
     assert f"| {100 * sum(accs) / 2:.1f}% |" in report and "seeds=[0, 3]" in report
     assert (tmp_path / "bolt_toy_seeds.png").stat().st_size > 1000
-    with pytest.raises(LatentLabError, match="seeds"):
+    with pytest.raises(MentaleseError, match="seeds"):
         ToyExperimentConfig(seeds=[1, 1])

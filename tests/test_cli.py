@@ -6,11 +6,11 @@ import sys
 
 import pytest
 
-from latentlab.cli import main
+from mentalese.cli import main
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "latentlab.cli", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "mentalese.cli", *args], capture_output=True, text=True)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -26,14 +26,14 @@ def run_cli(*args):
 def test_bad_input_is_one_line_error(args, message, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("latentlab: error:") and message in err
+    assert err.startswith("mentalese: error:") and message in err
     assert len(err.splitlines()) == 1
 
 
 def test_bad_input_exit_code_in_a_real_process():
     proc = run_cli("eval", "model=x", "benchmark=nope")
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1].startswith("latentlab: error: unknown benchmark")
+    assert proc.stderr.strip().splitlines()[-1].startswith("mentalese: error: unknown benchmark")
 
 
 def test_list_commands(capsys):

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from latentlab.demo import DemoConfig, run_demo
-from latentlab.methods.codi.efficiency import EfficiencyConfig, compare_efficiency, cot_token_count
-from latentlab.models.loading import load_tokenizer
+from mentalese.demo import DemoConfig, run_demo
+from mentalese.methods.codi.efficiency import EfficiencyConfig, compare_efficiency, cot_token_count
+from mentalese.models.loading import load_tokenizer
 
 
 @pytest.fixture(scope="module")

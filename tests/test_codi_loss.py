@@ -5,13 +5,13 @@ import math
 import pytest
 import torch
 
-from latentlab.config import load_config
-from latentlab.errors import LatentLabError
-from latentlab.methods.codi.config import CODIConfig
-from latentlab.methods.codi.data import collate_codi, tokenize_codi_example
-from latentlab.methods.codi.loss import codi_loss, distillation_loss, token_ce
-from latentlab.methods.codi.model import build_codi_model
-from latentlab.tasks.example import Example
+from mentalese.config import load_config
+from mentalese.errors import MentaleseError
+from mentalese.methods.codi.config import CODIConfig
+from mentalese.methods.codi.data import collate_codi, tokenize_codi_example
+from mentalese.methods.codi.loss import codi_loss, distillation_loss, token_ce
+from mentalese.methods.codi.model import build_codi_model
+from mentalese.tasks.example import Example
 
 PROMPT = "{question}\n"
 
@@ -72,7 +72,7 @@ def test_distillation_does_not_backprop_into_teacher():
 
 
 def test_unknown_distillation_kind():
-    with pytest.raises(LatentLabError, match="unknown distillation loss"):
+    with pytest.raises(MentaleseError, match="unknown distillation loss"):
         distillation_loss(STUDENT, TEACHER, "kl")
 
 
@@ -116,7 +116,7 @@ def test_one_teacher_pass_equals_two_in_eval_mode(tiny_codi):
         targets = torch.stack([h[rows_idx, batch["teacher_distill_pos"]] for h in ref.hidden_states])
     second = model.lm(input_ids=batch["teacher_ids"], attention_mask=batch["teacher_mask"])
     t_sum, t_count = token_ce(second.logits, batch["teacher_labels"])
-    from latentlab.methods.codi.loss import run_student
+    from mentalese.methods.codi.loss import run_student
 
     student = run_student(model.lm, model.projection, batch, cfg.num_latent)
     s_sum, s_count = token_ce(student.logits, batch["decoder_labels"])
@@ -148,5 +148,5 @@ def test_zero_latent_steps_run(tiny_codi):
     with torch.no_grad():
         out = codi_loss(model.lm, model.projection, batch_of(model, tok, rows), num_latent=0)
     assert torch.isfinite(out.loss)
-    with pytest.raises(LatentLabError, match="num_latent"):
+    with pytest.raises(MentaleseError, match="num_latent"):
         codi_loss(model.lm, model.projection, batch_of(model, tok, rows), num_latent=-1)

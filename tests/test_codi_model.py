@@ -5,14 +5,14 @@ import json
 import pytest
 import torch
 
-from latentlab.config import load_config
-from latentlab.decoding.loop import DecodeConfig, decode
-from latentlab.errors import LatentLabError
-from latentlab.methods.codi.config import CODIConfig
-from latentlab.methods.codi.data import collate_codi, tokenize_codi_dataset, tokenize_codi_example
-from latentlab.methods.codi.loss import codi_loss
-from latentlab.methods.codi.model import build_codi_model, load_codi, save_codi
-from latentlab.tasks.example import Example
+from mentalese.config import load_config
+from mentalese.decoding.loop import DecodeConfig, decode
+from mentalese.errors import MentaleseError
+from mentalese.methods.codi.config import CODIConfig
+from mentalese.methods.codi.data import collate_codi, tokenize_codi_dataset, tokenize_codi_example
+from mentalese.methods.codi.loss import codi_loss
+from mentalese.methods.codi.model import build_codi_model, load_codi, save_codi
+from mentalese.tasks.example import Example
 
 PROMPTS = ["7+5*3\n", "1-4*2*9-3\n", "3*3\n"]
 
@@ -111,7 +111,7 @@ def test_reload_is_strict(tmp_path):
     save_file(state, str(tmp_path / "saved" / "projection.safetensors"))
     with pytest.raises(RuntimeError, match="Missing key"):
         load_codi(tmp_path / "saved")
-    with pytest.raises(LatentLabError, match="not a saved CODI model"):
+    with pytest.raises(MentaleseError, match="not a saved CODI model"):
         load_codi(tmp_path / "run")
 
 
@@ -142,18 +142,18 @@ def test_bad_examples_are_skipped_and_counted(tmp_path):
     assert len(rows) == 1
     assert counts == {"train_examples": 1, "skipped_no_cot": 1, "skipped_cot_empty_after_dropping_last_step": 1,
                       "skipped_non_numeric_answer": 1, "skipped_too_long": 1}
-    with pytest.raises(LatentLabError, match="no CODI training examples"):
+    with pytest.raises(MentaleseError, match="no CODI training examples"):
         tokenize_codi_dataset(exs[1:3], tok, "{question}\n", cfg)
 
 
 def test_bad_config_values(tmp_path):
-    with pytest.raises(LatentLabError, match="num_latent"):
+    with pytest.raises(MentaleseError, match="num_latent"):
         codi_config(tmp_path, "num_latent=-1")
-    with pytest.raises(LatentLabError, match="distill_loss"):
+    with pytest.raises(MentaleseError, match="distill_loss"):
         codi_config(tmp_path, "distill_loss=kl")
-    with pytest.raises(LatentLabError, match="unknown tiny model"):
+    with pytest.raises(MentaleseError, match="unknown tiny model"):
         codi_config(tmp_path, "model_name_or_path=tiny-bert")
-    with pytest.raises(LatentLabError, match="empty or missing answer"):
+    with pytest.raises(MentaleseError, match="empty or missing answer"):
         Example("1+2", "", ["1+2=3"])
 
 
@@ -161,7 +161,7 @@ def test_tokenizer_without_eos_is_refused(tmp_path):
     cfg = codi_config(tmp_path)
     model, tok = build_codi_model(cfg)
     tok.eos_token = None
-    with pytest.raises(LatentLabError, match="no eos"):
+    with pytest.raises(MentaleseError, match="no eos"):
         tokenize_codi_dataset([Example("1+2", "3", ["1+2=3", "3+0=3"])], tok, "{question}\n", cfg)
 
 
@@ -176,5 +176,5 @@ def test_distilled_position_default_token_and_offset(tmp_path):
     assert answer[colon.distill_index] == ":"
     shifted = tokenize_codi_example(ex, tok, "{question}\n", codi_config(tmp_path, "distill_offset=-1"))
     assert shifted.distill_index == row.distill_index - 1
-    with pytest.raises(LatentLabError, match="distill_token"):
+    with pytest.raises(MentaleseError, match="distill_token"):
         tokenize_codi_example(ex, tok, "{question}\n", codi_config(tmp_path, "distill_token=Q"))

@@ -1,7 +1,7 @@
 """The probe's bookkeeping: which CoT step results show up among the thoughts' top-k tokens."""
 
-from latentlab.analysis.codi_probe import aligned_top1_match, intermediate_match, step_result
-from latentlab.tasks.example import Example
+from mentalese.analysis.codi_probe import aligned_top1_match, intermediate_match, step_result
+from mentalese.tasks.example import Example
 
 
 def test_step_result():

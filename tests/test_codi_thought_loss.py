@@ -5,11 +5,11 @@ import math
 import pytest
 import torch
 
-from latentlab.errors import LatentLabError
-from latentlab.methods.codi.data import collate_codi, step_result_ids, tokenize_codi_example
-from latentlab.methods.codi.loss import codi_loss, run_student, thought_result_ce
-from latentlab.methods.formatting import IGNORE_INDEX
-from latentlab.models.tiny import char_tokenizer
+from mentalese.errors import MentaleseError
+from mentalese.methods.codi.data import collate_codi, step_result_ids, tokenize_codi_example
+from mentalese.methods.codi.loss import codi_loss, run_student, thought_result_ce
+from mentalese.methods.formatting import IGNORE_INDEX
+from mentalese.models.tiny import char_tokenizer
 from test_codi_loss import PROMPT, batch_of, codi_config, examples, tiny_codi  # noqa: F401 (fixture)
 
 
@@ -29,7 +29,7 @@ def test_thought_ce_by_hand():
     ce_row0_t1 = -(0.0 - math.log(math.e + 2))  # target 2 with logits (1, 0, 0)
     expected = (ce_uniform + ce_row1_t0 + ce_row0_t1) / 3  # the third step has no thought: not counted
     assert thought_result_ce(logits, batch).item() == pytest.approx(expected, rel=1e-6)
-    with pytest.raises(LatentLabError, match="thought_result_ids"):
+    with pytest.raises(MentaleseError, match="thought_result_ids"):
         thought_result_ce(logits, {})
 
 
@@ -66,7 +66,7 @@ def test_thought_loss_gradient_reaches_the_projection(tiny_codi):
 
 
 def test_negative_weight_is_refused(tmp_path):
-    with pytest.raises(LatentLabError, match="thought_loss_weight"):
+    with pytest.raises(MentaleseError, match="thought_loss_weight"):
         codi_config(tmp_path, "thought_loss_weight=-1")
 
 

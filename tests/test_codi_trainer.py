@@ -6,12 +6,12 @@ import shutil
 import pytest
 import torch
 
-from latentlab.cli import main
-from latentlab.config import load_config
-from latentlab.methods.codi.config import CODIConfig
-from latentlab.methods.codi.model import load_codi
-from latentlab.methods.codi.trainer import train_codi
-from latentlab.recipes import resolve_recipe
+from mentalese.cli import main
+from mentalese.config import load_config
+from mentalese.methods.codi.config import CODIConfig
+from mentalese.methods.codi.model import load_codi
+from mentalese.methods.codi.trainer import train_codi
+from mentalese.recipes import resolve_recipe
 
 
 def short_config(output_dir, *overrides):

@@ -7,9 +7,9 @@ from typing import Optional
 
 import pytest
 
-from latentlab.config import build_config, config_to_dict, load_config, parse_overrides, save_config
-from latentlab.decoding import DecodeConfig
-from latentlab.errors import LatentLabError
+from mentalese.config import build_config, config_to_dict, load_config, parse_overrides, save_config
+from mentalese.decoding import DecodeConfig
+from mentalese.errors import MentaleseError
 
 
 @dataclass
@@ -90,7 +90,7 @@ def test_optional_fields():
     assert build_config(Run, {"limit": None}).limit is None
     assert build_config(Run, {"limit": "7"}).limit == 7
     assert build_config(Run, {"tag": 5}).tag == "5"
-    with pytest.raises(LatentLabError, match="limit"):
+    with pytest.raises(MentaleseError, match="limit"):
         build_config(Run, {"limit": "many"})
 
 
@@ -122,27 +122,27 @@ def test_list_elements_are_coerced(tmp_path):
 
 def test_unknown_key_suggests_close_match(tmp_path):
     recipe = write(tmp_path, "sede: 1\n")
-    with pytest.raises(LatentLabError, match="sede") as info:
+    with pytest.raises(MentaleseError, match="sede") as info:
         load_config(Run, recipe)
     assert "seed" in str(info.value).replace("sede", "")
     assert str(recipe) in str(info.value)
 
 
 def test_unknown_override_key_suggests_close_match():
-    with pytest.raises(LatentLabError, match="ratoi") as info:
+    with pytest.raises(MentaleseError, match="ratoi") as info:
         load_config(Run, None, ["ratoi=0.1"])
     assert "'ratio'" in str(info.value)
 
 
 def test_unknown_nested_key():
-    with pytest.raises(LatentLabError, match="stpes") as info:
+    with pytest.raises(MentaleseError, match="stpes") as info:
         load_config(Run, None, ["optim.stpes=3"])
     assert "'steps'" in str(info.value)
     assert "optim" in str(info.value)
 
 
 def test_unknown_key_without_close_match():
-    with pytest.raises(LatentLabError, match="zzzzzz") as info:
+    with pytest.raises(MentaleseError, match="zzzzzz") as info:
         load_config(Run, None, ["zzzzzz=1"])
     assert "did you mean" not in str(info.value)
 
@@ -163,25 +163,25 @@ def test_unknown_key_without_close_match():
     ],
 )
 def test_bad_values(values, key):
-    with pytest.raises(LatentLabError, match=key):
+    with pytest.raises(MentaleseError, match=key):
         build_config(Run, values)
 
 
 def test_malformed_override():
-    with pytest.raises(LatentLabError, match="foo"):
+    with pytest.raises(MentaleseError, match="foo"):
         load_config(Run, None, ["foo"])
 
 
 def test_invalid_yaml(tmp_path):
     recipe = write(tmp_path, "seed: [1, 2\nname: x\n")
-    with pytest.raises(LatentLabError, match="YAML"):
+    with pytest.raises(MentaleseError, match="YAML"):
         load_config(Run, recipe)
 
 
 @pytest.mark.parametrize("text", ["- 1\n- 2\n", "just a string\n", "42\n"])
 def test_non_mapping_yaml(tmp_path, text):
     recipe = write(tmp_path, text)
-    with pytest.raises(LatentLabError, match="mapping"):
+    with pytest.raises(MentaleseError, match="mapping"):
         load_config(Run, recipe)
 
 
@@ -191,12 +191,12 @@ def test_empty_yaml_gives_defaults(tmp_path):
 
 
 def test_missing_recipe(tmp_path):
-    with pytest.raises(LatentLabError, match="not found"):
+    with pytest.raises(MentaleseError, match="not found"):
         load_config(Run, tmp_path / "nope.yaml")
 
 
 def test_missing_required_field():
-    with pytest.raises(LatentLabError, match="invalid"):
+    with pytest.raises(MentaleseError, match="invalid"):
         build_config(NeedsName, {"size": 2})
     assert build_config(NeedsName, {"name": "x"}) == NeedsName("x")
 
@@ -250,23 +250,23 @@ def test_decode_config_from_dict():
     ],
 )
 def test_decode_config_rejects_bad_values(override, key):
-    with pytest.raises(LatentLabError, match=key):
+    with pytest.raises(MentaleseError, match=key):
         load_config(DecodeConfig, None, [override])
 
 
 def test_decode_config_negative_temperature_from_dict():
-    with pytest.raises(LatentLabError, match="temperature"):
+    with pytest.raises(MentaleseError, match="temperature"):
         build_config(DecodeConfig, {"temperature": -1.0})
 
 
 def test_decode_config_unknown_key():
-    with pytest.raises(LatentLabError, match="max_new_token") as info:
+    with pytest.raises(MentaleseError, match="max_new_token") as info:
         load_config(DecodeConfig, None, ["max_new_token=3"])
     assert "'max_new_tokens'" in str(info.value)
 
 
 def test_override_that_is_not_yaml_is_taken_as_text():
-    from latentlab.config import parse_overrides
+    from mentalese.config import parse_overrides
 
     assert parse_overrides(["prompt={question}\n<think>"]) == {"prompt": "{question}\n<think>"}
 
@@ -283,11 +283,11 @@ class Deep:
 
     def __post_init__(self):
         if self.size < 1:
-            raise LatentLabError(f"size must be >= 1, got {self.size}")
+            raise MentaleseError(f"size must be >= 1, got {self.size}")
         if self.kind not in ("a", "b"):
-            raise LatentLabError(f"the kind of a deep thing must be a or b, got {self.kind!r}")
+            raise MentaleseError(f"the kind of a deep thing must be a or b, got {self.kind!r}")
         if self.low > self.high:
-            raise LatentLabError("the bounds are crossed")
+            raise MentaleseError("the bounds are crossed")
 
 
 @dataclass
@@ -310,19 +310,19 @@ class Top:
     ("middle.either=x", "config.middle.either: cannot use 'x' as int or Deep"),
 ])
 def test_nested_errors_name_the_path_and_the_rule(override, message):
-    with pytest.raises(LatentLabError) as info:
+    with pytest.raises(MentaleseError) as info:
         load_config(Top, None, [override])
     assert str(info.value) == message
 
 
 def test_a_rule_over_several_fields_names_the_nested_config():
     # neither value breaks the rule alone (against the other's default), so no one field is blamed
-    with pytest.raises(LatentLabError) as info:
+    with pytest.raises(MentaleseError) as info:
         load_config(Top, None, ["middle.deep.low=5", "middle.deep.high=2"])
     assert str(info.value) == "config.middle.deep: the bounds are crossed"
 
 
 def test_top_level_validation_messages_are_unchanged():
-    with pytest.raises(LatentLabError) as info:
+    with pytest.raises(MentaleseError) as info:
         build_config(Deep, {"size": 0})
     assert str(info.value) == "size must be >= 1, got 0"

@@ -5,14 +5,14 @@ import re
 
 import pytest
 
-from latentlab.analysis.codi_probe import aligned_top1_match, intermediate_match
-from latentlab.methods.codi.data import step_result_ids
-from latentlab.methods.formatting import IGNORE_INDEX
-from latentlab.models.tiny import char_tokenizer
-from latentlab.tasks.benchmarks import generate_multiplication
-from latentlab.tasks.cot_steps import step_result
-from latentlab.tasks.registry import load_benchmark
-from latentlab.tasks.synthetic import generate_chain
+from mentalese.analysis.codi_probe import aligned_top1_match, intermediate_match
+from mentalese.methods.codi.data import step_result_ids
+from mentalese.methods.formatting import IGNORE_INDEX
+from mentalese.models.tiny import char_tokenizer
+from mentalese.tasks.benchmarks import generate_multiplication
+from mentalese.tasks.cot_steps import step_result
+from mentalese.tasks.registry import load_benchmark
+from mentalese.tasks.synthetic import generate_chain
 
 
 @pytest.mark.parametrize("step, result", [

@@ -3,7 +3,7 @@
 The run is a subprocess; once at least `k` shard files exist (k drawn from a seeded RNG, then a
 random extra delay) it is killed with SIGKILL. The rerun must skip exactly the shards on disk
 and end with outputs equal to an uninterrupted run: nothing lost, nothing duplicated, same order.
-Set LATENTLAB_KILL_SEED to try other kill points; the seed is in every failure message.
+Set MENTALESE_KILL_SEED to try other kill points; the seed is in every failure message.
 """
 
 import json
@@ -20,15 +20,15 @@ import pytest
 from generation_worker import (
     PYTHON, ROOT, build_bolt_model, build_think_model, eval_overrides, run_estep_here, subprocess_env,
 )
-from latentlab.config import load_config
-from latentlab.errors import LatentLabError
-from latentlab.evaluation.harness import RUN_SPECIFIC_KEYS, EvalConfig
-from latentlab.evaluation.run import run_eval
-from latentlab.methods.bolt.estep import read_estep
+from mentalese.config import load_config
+from mentalese.errors import MentaleseError
+from mentalese.evaluation.harness import RUN_SPECIFIC_KEYS, EvalConfig
+from mentalese.evaluation.run import run_eval
+from mentalese.methods.bolt.estep import read_estep
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest
 
-KILL_SEED = int(os.environ.get("LATENTLAB_KILL_SEED", "20261121"))
+KILL_SEED = int(os.environ.get("MENTALESE_KILL_SEED", "20261121"))
 SAMPLED = ["decode.do_sample=true", "num_samples=2", "shard_size=1"]  # 12 shards, seeds per shard matter
 ESTEP = {"num_samples": 3, "max_thought_tokens": 40, "shard_size": 2, "batch_size": 6}  # 15 chunks, 8 shards
 
@@ -61,13 +61,13 @@ def models(tmp_path_factory):
 def test_killed_evaluation_resumes_to_the_uninterrupted_result(models, tmp_path, caplog):
     think, _ = models
     overrides = eval_overrides(think, tmp_path / "killed", *SAMPLED)
-    cmd = [PYTHON, "-m", "latentlab.cli", "eval", *overrides]
+    cmd = [PYTHON, "-m", "mentalese.cli", "eval", *overrides]
     left = kill_after_shards(cmd, tmp_path / "killed" / "parts" / "part-*.jsonl", 12, KILL_SEED)
     assert not (tmp_path / "killed" / "predictions.jsonl").exists()
-    with pytest.raises(LatentLabError, match="partial evaluation with other settings"):  # fingerprint differs
+    with pytest.raises(MentaleseError, match="partial evaluation with other settings"):  # fingerprint differs
         run_eval(load_config(EvalConfig, None, [*overrides, "decode.seed=1"]), progress=False)
 
-    with caplog.at_level(logging.INFO, logger="latentlab.evaluation.harness"):
+    with caplog.at_level(logging.INFO, logger="mentalese.evaluation.harness"):
         resumed = run_eval(load_config(EvalConfig, None, overrides), progress=False)
     assert f"({len(left)} of 12 shards already done)" in caplog.text, f"seed {KILL_SEED}"
     full = run_eval(load_config(EvalConfig, None, eval_overrides(think, tmp_path / "full", *SAMPLED)), progress=False)

@@ -1,8 +1,8 @@
-"""Crash-safe resume: SIGKILL a real `latentlab train` / `codi-train` process, run the same command again,
+"""Crash-safe resume: SIGKILL a real `mentalese train` / `codi-train` process, run the same command again,
 and the final weights equal an uninterrupted run's (max abs diff <= 1e-6 on CPU).
 
 The kill lands at a seeded random time after the first checkpoint is complete (set
-LATENTLAB_CRASH_SEED to draw another; the seed and the delay are in every failure message), or right
+MENTALESE_CRASH_SEED to draw another; the seed and the delay are in every failure message), or right
 inside a checkpoint write, the moment a resume from the newest directory would break.
 """
 
@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from latentlab.methods.checkpoints import checkpoint_is_complete, last_complete_checkpoint
+from mentalese.methods.checkpoints import checkpoint_is_complete, last_complete_checkpoint
 
 pytestmark = pytest.mark.slow
-SEED = int(os.environ.get("LATENTLAB_CRASH_SEED", "6"))
+SEED = int(os.environ.get("MENTALESE_CRASH_SEED", "6"))
 COMMON = ["max_steps=16", "save_steps=2", "per_device_train_batch_size=8", "logging_steps=1", "disable_tqdm=true",
           "use_cpu=true", "warmup_steps=0", "task_options={num_steps: 2, num_examples: 256}"]
 COMMANDS = {
@@ -34,7 +34,7 @@ COMMANDS = {
 def start(method: str, out: Path) -> subprocess.Popen:
     args, _ = COMMANDS[method]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    return subprocess.Popen([sys.executable, "-m", "latentlab.cli", *args, f"output_dir={out}"], env=env,
+    return subprocess.Popen([sys.executable, "-m", "mentalese.cli", *args, f"output_dir={out}"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -66,7 +66,7 @@ def max_abs_diff(a: Path, b: Path, files: list[str]) -> float:
 @pytest.fixture(scope="module")
 def reference_runs(tmp_path_factory, one_thread):
     """Each method once without interruption (in this process: same code, one thread, same numbers)."""
-    from latentlab.cli import main
+    from mentalese.cli import main
 
     runs = {}
     for method, (args, _) in COMMANDS.items():

@@ -1,12 +1,12 @@
 """The decode loop against transformers' own `generate`, and its strategy/stopping/validation contract.
 
-These are the library's acceptance criteria for `latentlab.decoding.decode`:
+These are the library's acceptance criteria for `mentalese.decoding.decode`:
 - greedy `decode` == `model.generate(do_sample=False)` with left padding, for GPT-2, Llama, Qwen2, Qwen3;
 - a row's result does not depend on its batch (batch size, padding, length sorting);
 - rows stop independently (eos / extra stop ids / non-finite logits);
 - input strategies: feeding a token's own embedding through `StepDecision.embeds` changes nothing,
   feeding other embeddings matches an uncached full-forward reference, hidden rows are skipped;
-- bad input raises `LatentLabError` before any forward pass.
+- bad input raises `MentaleseError` before any forward pass.
 
 The tiny models are built with a wider initialisation (`initializer_range=0.3`) than the default
 0.02: at 0.02 a 2-layer random model just repeats its last prompt character, which would let
@@ -21,7 +21,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from latentlab.decoding import (
+from mentalese.decoding import (
     DecodeConfig,
     DecodeResult,
     DiscreteStrategy,
@@ -31,8 +31,8 @@ from latentlab.decoding import (
     StepDecision,
     decode,
 )
-from latentlab.errors import LatentLabError
-from latentlab.models import build_tiny_model, char_tokenizer, load_model_and_tokenizer
+from mentalese.errors import MentaleseError
+from mentalese.models import build_tiny_model, char_tokenizer, load_model_and_tokenizer
 
 ARCHS = ["gpt2", "llama", "qwen2", "qwen3"]
 SEEDS = {"gpt2": 0, "llama": 0, "qwen2": 0, "qwen3": 0}
@@ -546,7 +546,7 @@ def test_bad_input_raises_before_work(loaded, case):
     }.get(case, ["hello"])
     if case == "no pad token":
         tok = _no_pad(tok)
-    with CountForwards(model) as counter, pytest.raises(LatentLabError) as info:
+    with CountForwards(model) as counter, pytest.raises(MentaleseError) as info:
         decode(model, tok, prompts, cfg)
     assert counter.calls == 0
     if case.startswith("too long"):
@@ -570,13 +570,13 @@ def test_bad_input_raises_before_work(loaded, case):
     ],
 )
 def test_bad_config_raises(loaded, field, value):
-    with pytest.raises(LatentLabError, match=field):
+    with pytest.raises(MentaleseError, match=field):
         DecodeConfig(**{field: value})
     # a config edited after construction is re-validated by decode, before any work
     model, tok = loaded["qwen3"]
     cfg = DecodeConfig(max_new_tokens=4)
     setattr(cfg, field, value)
-    with CountForwards(model) as counter, pytest.raises(LatentLabError, match=field):
+    with CountForwards(model) as counter, pytest.raises(MentaleseError, match=field):
         decode(model, tok, ["hello"], cfg)
     assert counter.calls == 0
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from latentlab.demo import DemoConfig, run_demo
-from latentlab.errors import LatentLabError
+from mentalese.demo import DemoConfig, run_demo
+from mentalese.errors import MentaleseError
 
 
 @pytest.fixture(scope="module")
@@ -46,5 +46,5 @@ def test_rerun_reuses_finished_rows(quick_demo):
 
 
 def test_unknown_row():
-    with pytest.raises(LatentLabError, match="unknown demo rows"):
+    with pytest.raises(MentaleseError, match="unknown demo rows"):
         DemoConfig(rows=["codi-v9"])

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from latentlab.determinism import make_deterministic
-from latentlab.errors import LatentLabError
+from mentalese.determinism import make_deterministic
+from mentalese.errors import MentaleseError
 
 
 @pytest.fixture
@@ -23,11 +23,11 @@ def test_fixes_threads_and_algorithms(restore_torch_settings):
 
 
 def test_rejects_a_bad_thread_count():
-    with pytest.raises(LatentLabError, match="threads must be >= 1, got 0"):
+    with pytest.raises(MentaleseError, match="threads must be >= 1, got 0"):
         make_deterministic(0)
 
 
 def test_demo_config_carries_a_fixed_thread_count():
-    from latentlab.demo import DemoConfig
+    from mentalese.demo import DemoConfig
 
     assert DemoConfig().threads == 2  # not the machine's core count: the count changes the numbers

@@ -14,12 +14,12 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache, GPT2Config, GPT2LMHeadModel
 
-from latentlab.analysis.single_thread import probe_soft_thinking
-from latentlab.decoding import DecodeConfig, decode
-from latentlab.decoding.soft_thinking import SoftThinkingConfig
-from latentlab.methods.codi.loss import run_student
-from latentlab.models import TINY_ARCHS, char_tokenizer
-from latentlab.models.cache_kwargs import cache_argument, cache_kwargs, installed_cache_name
+from mentalese.analysis.single_thread import probe_soft_thinking
+from mentalese.decoding import DecodeConfig, decode
+from mentalese.decoding.soft_thinking import SoftThinkingConfig
+from mentalese.methods.codi.loss import run_student
+from mentalese.models import TINY_ARCHS, char_tokenizer
+from mentalese.models.cache_kwargs import cache_argument, cache_kwargs, installed_cache_name
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest
 
@@ -152,6 +152,6 @@ def test_reading_the_old_output_name_fails_a_test(mt):
 @pytest.mark.parametrize("category", [DeprecationWarning, FutureWarning])
 def test_deprecations_raised_in_our_modules_fail_a_test(category):
     with pytest.raises(category):
-        warnings.warn_explicit("old api", category, "loop.py", 1, module="latentlab.decoding.loop")
+        warnings.warn_explicit("old api", category, "loop.py", 1, module="mentalese.decoding.loop")
     with pytest.warns(category):  # another package's stay warnings
         warnings.warn_explicit("old api", category, "other.py", 1, module="otherpkg.module")

@@ -13,17 +13,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from latentlab.evaluation import grading
-from latentlab.evaluation.extraction import (
+from mentalese.evaluation import grading
+from mentalese.evaluation.extraction import (
     EXTRACTION_MODES,
     STRICT_EXTRACTORS,
     extract,
     extract_boxed,
     extract_last_number,
 )
-from latentlab.evaluation.grading import GRADERS, grade, numbers_equal, parse_number
+from mentalese.evaluation.grading import GRADERS, grade, numbers_equal, parse_number
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "latentlab"
+SRC = Path(__file__).resolve().parents[1] / "src" / "mentalese"
 # The deadline alarm can land in hypothesis' gc callback, where Python discards the exception (and warns);
 # the repeating alarm then fires again 50 ms later, which is what these tests check.
 gc_callback_timeouts = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")

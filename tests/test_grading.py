@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from latentlab.errors import LatentLabError
-from latentlab.evaluation import (
+from mentalese.errors import MentaleseError
+from mentalese.evaluation import (
     exact_equal,
     extract,
     extract_answer_is,
@@ -106,9 +106,9 @@ def test_extract_strict_vs_flexible(text, method, strict, flexible):
 
 
 def test_extract_rejects_unknown_method_and_mode():
-    with pytest.raises(LatentLabError, match="'regex'.*answer_is, hash, boxed, text"):
+    with pytest.raises(MentaleseError, match="'regex'.*answer_is, hash, boxed, text"):
         extract("x", "regex", "strict")
-    with pytest.raises(LatentLabError, match="'loose'"):
+    with pytest.raises(MentaleseError, match="'loose'"):
         extract("x", "hash", "loose")
 
 
@@ -174,7 +174,7 @@ def test_grade_dispatches_and_rejects_unknown_grader():
     assert grade("18.0", "18", "numeric")
     assert grade("Yes.", "Yes", "exact")
     assert not grade("2", "3", "math_verify")
-    with pytest.raises(LatentLabError, match="'fuzzy'.*numeric, math_verify, exact"):
+    with pytest.raises(MentaleseError, match="'fuzzy'.*numeric, math_verify, exact"):
         grade("1", "1", "fuzzy")
 
 
@@ -209,15 +209,15 @@ def test_pass_at_k_matches_brute_force():
 
 @pytest.mark.parametrize("n, c, k", [(5, 6, 1), (5, -1, 1), (5, 2, 0), (5, 2, 6), (0, 0, 1)])
 def test_pass_at_k_rejects_bad_arguments(n, c, k):
-    with pytest.raises(LatentLabError):
+    with pytest.raises(MentaleseError):
         pass_at_k(n, c, k)
 
 
 def test_mean_pass_at_k():
     assert mean_pass_at_k([2, 0, 5], n=5, k=1) == pytest.approx((0.4 + 0.0 + 1.0) / 3)
-    with pytest.raises(LatentLabError):
+    with pytest.raises(MentaleseError):
         mean_pass_at_k([], n=5, k=1)
-    with pytest.raises(LatentLabError):
+    with pytest.raises(MentaleseError):
         mean_pass_at_k([6], n=5, k=1)
 
 
@@ -242,7 +242,7 @@ def test_summarise_latencies():
     summary = summarise_latencies([4.0, 1.0, 2.0, 3.0])
     assert summary == {"count": 4, "mean": 2.5, "median": 2.5, "p90": pytest.approx(3.7), "max": 4.0}
     assert summarise_latencies([2.0])["p90"] == 2.0
-    with pytest.raises(LatentLabError):
+    with pytest.raises(MentaleseError):
         summarise_latencies([])
-    with pytest.raises(LatentLabError):
+    with pytest.raises(MentaleseError):
         summarise_latencies([1.0, -0.5])

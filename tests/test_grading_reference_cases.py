@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from latentlab.decoding.loop import DecodeResult
-from latentlab.evaluation import grading
-from latentlab.evaluation.grading import grade, math_verify_equal, numbers_equal
-from latentlab.evaluation.harness import grade_sample
-from latentlab.evaluation.hendrycks_equiv import hendrycks_is_equiv, strip_string
-from latentlab.evaluation.metrics import normalise_number
-from latentlab.tasks.example import Example
-from latentlab.tasks.registry import get_benchmark
+from mentalese.decoding.loop import DecodeResult
+from mentalese.evaluation import grading
+from mentalese.evaluation.grading import grade, math_verify_equal, numbers_equal
+from mentalese.evaluation.harness import grade_sample
+from mentalese.evaluation.hendrycks_equiv import hendrycks_is_equiv, strip_string
+from mentalese.evaluation.metrics import normalise_number
+from mentalese.tasks.example import Example
+from mentalese.tasks.registry import get_benchmark
 
 CASES_FILE = Path(__file__).parent / "data" / "math_verify_reference_cases.jsonl"
 MIN_AGREEMENT = 0.95
@@ -32,7 +32,7 @@ def reference_cases() -> list[dict]:
 # First comes the slowest case in math-verify's tests (test_yujianll.py: 1.3 s here without a deadline).
 GRADE_IN_A_FRESH_PROCESS = """
 import json, sys, time
-from latentlab.evaluation.grading import load_math_verify, math_verify_equal
+from mentalese.evaluation.grading import load_math_verify, math_verify_equal
 load_math_verify()  # the one-time import is no case's time
 slow = ("$F_n = \\\\sum_{k=0}^{n-2} F_k F_{n-k-2}$", "$F_n = \\\\sum_{k=0}^{n-1} F_k F_{n-k-1}$")
 out = []

@@ -4,12 +4,12 @@ import json
 
 import pytest
 
-from latentlab.decoding.loop import DecodeConfig
-from latentlab.errors import LatentLabError
-from latentlab.evaluation.harness import EvalConfig, evaluate
-from latentlab.evaluation.run import run_eval
-from latentlab.models.loading import load_model_and_tokenizer
-from latentlab.tasks.registry import get_benchmark, load_benchmark
+from mentalese.decoding.loop import DecodeConfig
+from mentalese.errors import MentaleseError
+from mentalese.evaluation.harness import EvalConfig, evaluate
+from mentalese.evaluation.run import run_eval
+from mentalese.models.loading import load_model_and_tokenizer
+from mentalese.tasks.registry import get_benchmark, load_benchmark
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +41,9 @@ def test_greedy_eval_writes_consistent_files(model_and_tokenizer, examples, tmp_
 
 
 def test_grade_sample_strict_and_flexible():
-    from latentlab.decoding.loop import DecodeResult
-    from latentlab.evaluation.harness import grade_sample
-    from latentlab.tasks.example import Example
+    from mentalese.decoding.loop import DecodeResult
+    from mentalese.evaluation.harness import grade_sample
+    from mentalese.tasks.example import Example
 
     ex = Example(question="3+4", answer="7", cot_steps=["3+4=7"])
     spec = get_benchmark("chain")
@@ -66,7 +66,7 @@ def test_sampling_gives_pass_at_k_and_majority(model_and_tokenizer, examples):
 
 def test_num_samples_needs_sampling(model_and_tokenizer, examples):
     model, tok = model_and_tokenizer
-    with pytest.raises(LatentLabError, match="needs sampling"):
+    with pytest.raises(MentaleseError, match="needs sampling"):
         evaluate(model, tok, examples, get_benchmark("chain"), DecodeConfig(), num_samples=2)
 
 
@@ -83,10 +83,10 @@ def test_run_eval_on_a_local_benchmark_file(tiny_chain_run, tmp_path):
     ({"limit": 0}, "limit"),
 ])
 def test_bad_eval_config(kwargs, message):
-    with pytest.raises(LatentLabError, match=message):
+    with pytest.raises(MentaleseError, match=message):
         EvalConfig(model="x", **kwargs)
 
 
 def test_run_eval_needs_a_model():
-    with pytest.raises(LatentLabError, match="model="):
+    with pytest.raises(MentaleseError, match="model="):
         run_eval(EvalConfig())

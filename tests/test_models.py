@@ -8,8 +8,8 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from latentlab.errors import LatentLabError
-from latentlab.models import (
+from mentalese.errors import MentaleseError
+from mentalese.models import (
     TINY_ARCHS,
     add_special_tokens,
     apply_lora,
@@ -18,7 +18,7 @@ from latentlab.models import (
     load_model_and_tokenizer,
     train_bpe_tokenizer,
 )
-from latentlab.models.loading import LoraSettings, ensure_pad_token, load_tokenizer
+from mentalese.models.loading import LoraSettings, ensure_pad_token, load_tokenizer
 
 ARCHS = ["gpt2", "llama", "qwen2", "qwen3"]
 SEED = 3
@@ -94,7 +94,7 @@ def test_tiny_overrides_reach_the_config(tmp_path):
 
 
 def test_unknown_tiny_arch(tmp_path):
-    with pytest.raises(LatentLabError, match="mamba"):
+    with pytest.raises(MentaleseError, match="mamba"):
         build_tiny_model("mamba", char_tokenizer(), tmp_path / "m")
     assert not (tmp_path / "m").exists()
 
@@ -236,7 +236,7 @@ def test_add_special_tokens_other_inits(model_paths, init):
 
 def test_add_special_tokens_bad_init(model_paths):
     model, tok = load(model_paths["llama"])
-    with pytest.raises(LatentLabError, match="init"):
+    with pytest.raises(MentaleseError, match="init"):
         add_special_tokens(model, tok, ["<p>"], init="zeros")
     assert len(tok) == model.get_input_embeddings().weight.shape[0]  # nothing was added
 
@@ -272,7 +272,7 @@ def test_apply_lora(model_paths, arch):
 
 def test_apply_lora_bad_rank(model_paths):
     model, _ = load(model_paths["llama"])
-    with pytest.raises(LatentLabError, match="r"):
+    with pytest.raises(MentaleseError, match="r"):
         apply_lora(model, LoraSettings(r=0))
 
 
@@ -280,13 +280,13 @@ def test_apply_lora_bad_rank(model_paths):
 
 
 def test_unknown_dtype(model_paths):
-    with pytest.raises(LatentLabError, match="float8"):
+    with pytest.raises(MentaleseError, match="float8"):
         load_model_and_tokenizer(model_paths["gpt2"], dtype="float8", device="cpu")
 
 
 def test_missing_model_path(tmp_path):
     missing = tmp_path / "does_not_exist"
-    with pytest.raises(LatentLabError, match="does_not_exist"):
+    with pytest.raises(MentaleseError, match="does_not_exist"):
         load_model_and_tokenizer(missing, dtype="float32", device="cpu")
 
 
@@ -296,14 +296,14 @@ def test_missing_model_path(tmp_path):
 def test_directory_without_model(tmp_path, contents):
     if contents == "tokenizer only":
         char_tokenizer().save_pretrained(tmp_path)  # a tokenizer, but no config/weights
-    with pytest.raises(LatentLabError, match="cannot load model"):
+    with pytest.raises(MentaleseError, match="cannot load model"):
         load_model_and_tokenizer(tmp_path, dtype="float32", device="cpu")
 
 
 def test_unknown_device():
-    from latentlab.models.loading import resolve_device
+    from mentalese.models.loading import resolve_device
 
-    with pytest.raises(LatentLabError, match="device"):
+    with pytest.raises(MentaleseError, match="device"):
         resolve_device("tpu:zero")
 
 
@@ -314,7 +314,7 @@ def test_ensure_pad_token_policies():
     assert no_pad.pad_token_id is None
 
     strict = copy.deepcopy(no_pad)
-    with pytest.raises(LatentLabError, match="pad"):
+    with pytest.raises(MentaleseError, match="pad"):
         ensure_pad_token(strict, policy="error")
     assert strict.pad_token_id is None
 
@@ -330,5 +330,5 @@ def test_ensure_pad_token_without_eos():
     tok = copy.deepcopy(char_tokenizer())
     tok.pad_token = None
     tok.eos_token = None
-    with pytest.raises(LatentLabError, match="pad"):
+    with pytest.raises(MentaleseError, match="pad"):
         ensure_pad_token(tok, policy="eos")

@@ -5,9 +5,9 @@ import re
 
 import pytest
 
-from latentlab.config import load_config
-from latentlab.errors import LatentLabError
-from latentlab.evaluation.harness import EvalConfig
+from mentalese.config import load_config
+from mentalese.errors import MentaleseError
+from mentalese.evaluation.harness import EvalConfig
 from test_bad_input import assert_no_partial_outputs, run_cli_error
 
 CASES = [  # (override, regex the one error line must contain)
@@ -24,7 +24,7 @@ CASES = [  # (override, regex the one error line must contain)
 
 @pytest.mark.parametrize("override, message", CASES, ids=[o for o, _ in CASES])
 def test_load_config_names_the_nested_field_and_rule(override, message):
-    with pytest.raises(LatentLabError) as info:
+    with pytest.raises(MentaleseError) as info:
         load_config(EvalConfig, None, ["model=x", override])
     assert re.search(message, str(info.value)) and "cannot use" not in str(info.value), str(info.value)
 
@@ -40,7 +40,7 @@ def test_cli_names_the_nested_field_and_rule(override, message, tmp_path, capsys
 def test_a_recipe_file_names_the_nested_field_too(tmp_path):
     recipe = tmp_path / "soft.yaml"
     recipe.write_text("model: x\nsoft_thinking:\n  max_topk: 0\n")
-    with pytest.raises(LatentLabError, match=r"soft\.yaml\.soft_thinking\.max_topk must be an integer >= 1, got 0"):
+    with pytest.raises(MentaleseError, match=r"soft\.yaml\.soft_thinking\.max_topk must be an integer >= 1, got 0"):
         load_config(EvalConfig, recipe)
 
 
@@ -48,5 +48,5 @@ def test_good_nested_values_load_and_a_non_mapping_is_named():
     cfg = load_config(EvalConfig, None, ["model=x", "soft_thinking.max_topk=3", "soft_thinking.mode=gumbel"])
     assert cfg.soft_thinking.max_topk == 3 and cfg.soft_thinking.mode == "gumbel"
     assert load_config(EvalConfig, None, ["model=x", "soft_thinking=null"]).soft_thinking is None
-    with pytest.raises(LatentLabError, match="config.soft_thinking: expected a mapping, got 5"):
+    with pytest.raises(MentaleseError, match="config.soft_thinking: expected a mapping, got 5"):
         load_config(EvalConfig, None, ["model=x", "soft_thinking=5"])

@@ -16,10 +16,10 @@ import pytest
 from generation_worker import (
     ROOT, build_bolt_model, build_think_model, eval_overrides, run_checked, run_estep_here, torchrun,
 )
-from latentlab.config import load_config
-from latentlab.evaluation.harness import RUN_SPECIFIC_KEYS, EvalConfig, evaluate
-from latentlab.evaluation.run import run_eval
-from latentlab.methods.bolt.estep import read_estep
+from mentalese.config import load_config
+from mentalese.evaluation.harness import RUN_SPECIFIC_KEYS, EvalConfig, evaluate
+from mentalese.evaluation.run import run_eval
+from mentalese.methods.bolt.estep import read_estep
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest
 
@@ -31,7 +31,7 @@ ESTEP = {"num_samples": 3, "max_thought_tokens": 40, "shard_size": 3, "batch_siz
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("parallel")
     think, bolt = build_think_model(root / "think"), build_bolt_model(root)
-    soft = run_checked(torchrun(2, "-m", "latentlab.cli", "eval", *eval_overrides(think, root / "soft2", *SOFT)))
+    soft = run_checked(torchrun(2, "-m", "mentalese.cli", "eval", *eval_overrides(think, root / "soft2", *SOFT)))
     jobs = [{"eval": eval_overrides(think, root / "greedy2")}, {"estep": [str(bolt), str(root / "estep2"), ESTEP]}]
     worker = run_checked(torchrun(2, str(ROOT / "tests" / "generation_worker.py"), json.dumps(jobs)))
     return SimpleNamespace(root=root, think=think, bolt=bolt, logs=soft.stderr + worker.stderr)
@@ -65,7 +65,7 @@ def test_eval_in_two_processes_equals_one(runs, name, extra):
 
 
 def test_eval_ids_follow_the_benchmark_order(runs):
-    from latentlab.tasks.registry import load_benchmark
+    from mentalese.tasks.registry import load_benchmark
 
     examples = load_benchmark("chain", "test", num_steps=2, num_examples=12)
     rows = [json.loads(line) for line in (runs.root / "greedy2" / "predictions.jsonl").read_text().splitlines()]
@@ -92,9 +92,9 @@ def test_estep_in_two_processes_equals_one(runs):
 
 def test_one_shard_decodes_exactly_as_unsharded(runs):
     """A run that fits in one shard is the plain batched decode of every prompt with the run's seed."""
-    from latentlab.decoding.loop import DecodeConfig, decode
-    from latentlab.models.loading import load_model_and_tokenizer
-    from latentlab.tasks.registry import get_benchmark, load_benchmark, render_prompt
+    from mentalese.decoding.loop import DecodeConfig, decode
+    from mentalese.models.loading import load_model_and_tokenizer
+    from mentalese.tasks.registry import get_benchmark, load_benchmark, render_prompt
 
     model, tok = load_model_and_tokenizer(runs.think, dtype="float32", device="cpu")
     examples, spec = load_benchmark("chain", "test", num_steps=2, num_examples=6), get_benchmark("chain")
@@ -111,7 +111,7 @@ def test_one_shard_decodes_exactly_as_unsharded(runs):
 
 
 def test_round_robin_shares_cover_every_shard_once():
-    from latentlab.evaluation.sharding import Processes, num_shards, shard_seed
+    from mentalese.sharding import Processes, num_shards, shard_seed
 
     todo = [0, 2, 3, 5, 6, 7, 9]  # unfinished shards after a resume
     for world in (1, 2, 3, 8):

@@ -2,13 +2,13 @@
 
 import pytest
 
-from latentlab.config import load_config, read_yaml
-from latentlab.errors import LatentLabError
-from latentlab.evaluation.harness import EvalConfig
-from latentlab.methods.bolt.config import BoltConfig
-from latentlab.methods.codi.config import CODIConfig
-from latentlab.methods.sft import SFTConfig
-from latentlab.recipes import list_recipes, resolve_recipe
+from mentalese.config import load_config, read_yaml
+from mentalese.errors import MentaleseError
+from mentalese.evaluation.harness import EvalConfig
+from mentalese.methods.bolt.config import BoltConfig
+from mentalese.methods.codi.config import CODIConfig
+from mentalese.methods.sft import SFTConfig
+from mentalese.recipes import list_recipes, resolve_recipe
 
 CONFIG_FOR = {"sft": SFTConfig, "soft_thinking": EvalConfig, "codi": CODIConfig, "bolt": BoltConfig}
 
@@ -31,5 +31,5 @@ def test_recipes_are_shipped():
 
 
 def test_unknown_recipe():
-    with pytest.raises(LatentLabError, match="shipped recipes"):
+    with pytest.raises(MentaleseError, match="shipped recipes"):
         resolve_recipe("sft/does_not_exist")

@@ -16,8 +16,8 @@ from safetensors.torch import load_file
 from transformers import TrainingArguments
 
 from conftest import sft_config
-from latentlab.config import load_config
-from latentlab.recipes import resolve_recipe
+from mentalese.config import load_config
+from mentalese.recipes import resolve_recipe
 
 SHORT = ["max_steps=5", "save_steps=5", "lr_scheduler_type=constant", "warmup_steps=0", "logging_steps=1",
          "per_device_train_batch_size=8", "use_cpu=true", "disable_tqdm=true",
@@ -26,30 +26,30 @@ COMPLETE = "is complete (step 5 of 5); nothing to do"
 
 
 def run_sft(out: Path, *overrides: str) -> None:
-    from latentlab.methods.sft import train_sft
+    from mentalese.methods.sft import train_sft
 
     train_sft(sft_config(out, *SHORT, *overrides))
 
 
 def run_thinking(out: Path, *overrides: str) -> None:
-    from latentlab.methods.thinking_toy import train_thinking_model
+    from mentalese.methods.thinking_toy import train_thinking_model
 
     train_thinking_model(sft_config(out, *SHORT, *overrides))
 
 
 def run_codi(out: Path, *overrides: str) -> None:
-    from latentlab.methods.codi.config import CODIConfig
-    from latentlab.methods.codi.trainer import train_codi
+    from mentalese.methods.codi.config import CODIConfig
+    from mentalese.methods.codi.trainer import train_codi
 
     train_codi(load_config(CODIConfig, resolve_recipe("codi/chain"),
                            [f"output_dir={out}", "num_latent=2", *SHORT, *overrides]))
 
 
 def run_mstep(out: Path, *overrides: str) -> None:
-    from latentlab.methods.bolt.data_format import pack_sequences
-    from latentlab.methods.bolt.mstep import train_on_corpus
-    from latentlab.models.loading import load_tokenizer
-    from latentlab.models.tiny import resolve_base_model
+    from mentalese.methods.bolt.data_format import pack_sequences
+    from mentalese.methods.bolt.mstep import train_on_corpus
+    from mentalese.models.loading import load_tokenizer
+    from mentalese.models.tiny import resolve_base_model
 
     init = resolve_base_model("tiny-gpt2", out.parent / f"{out.name}_base", seed=0)
     tokenizer = load_tokenizer(init)
@@ -100,7 +100,7 @@ def test_rerun_of_a_finished_run_changes_nothing(method, tmp_path, caplog, one_t
     out = tmp_path / "run"
     finish(method, out)
     before = snapshot(out)
-    with caplog.at_level(logging.INFO, logger="latentlab"):
+    with caplog.at_level(logging.INFO, logger="mentalese"):
         RUNS[method](out)
     assert snapshot(out) == before  # weights, trainer state, checkpoints, config: every byte
     assert f"run in {out} {COMPLETE}" in caplog.text
@@ -146,17 +146,17 @@ def test_epoch_based_run_is_finished_from_its_last_checkpoint(tmp_path, caplog, 
     got = weights(out / "model")
     assert all((got[k] == expected[k]).all() for k in expected)
     before = snapshot(out)
-    with caplog.at_level(logging.INFO, logger="latentlab"):
+    with caplog.at_level(logging.INFO, logger="mentalese"):
         run_sft(out, *epochs)
     assert snapshot(out) == before and f"run in {out} is complete (step 4 of 4)" in caplog.text
 
 
 def test_a_shorter_rerun_of_a_finished_run_is_refused(tmp_path, one_thread):
-    from latentlab.errors import LatentLabError
+    from mentalese.errors import MentaleseError
 
     out = tmp_path / "run"
     finish("sft", out)
     before = snapshot(out)
-    with pytest.raises(LatentLabError, match=r"checkpoint-5 is past the 3 steps this config trains for"):
+    with pytest.raises(MentaleseError, match=r"checkpoint-5 is past the 3 steps this config trains for"):
         run_sft(out, "max_steps=3")
     assert snapshot(out) == before

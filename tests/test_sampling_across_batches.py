@@ -14,13 +14,13 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from latentlab.decoding import DecodeConfig, decode
-from latentlab.decoding.soft_thinking import SoftThinkingConfig, SoftThinkingStrategy
-from latentlab.evaluation.harness import evaluate
-from latentlab.evaluation.metrics import pass_at_k
-from latentlab.models import char_tokenizer
-from latentlab.tasks.example import Example
-from latentlab.tasks.registry import BenchmarkSpec
+from mentalese.decoding import DecodeConfig, decode
+from mentalese.decoding.soft_thinking import SoftThinkingConfig, SoftThinkingStrategy
+from mentalese.evaluation.harness import evaluate
+from mentalese.evaluation.metrics import pass_at_k
+from mentalese.models import char_tokenizer
+from mentalese.tasks.example import Example
+from mentalese.tasks.registry import BenchmarkSpec
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest
 

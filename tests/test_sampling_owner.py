@@ -9,14 +9,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from latentlab.cli import main
-from latentlab.config import load_config, read_yaml
-from latentlab.decoding import DecodeConfig, DiscreteStrategy, InputStrategy, SamplingConfig, StepDecision, decode
-from latentlab.decoding.soft_thinking import SoftThinkingConfig, SoftThinkingStrategy, ThinkingTracker
-from latentlab.errors import LatentLabError
-from latentlab.evaluation.harness import EvalConfig
-from latentlab.models import build_tiny_model, char_tokenizer, load_model_and_tokenizer
-from latentlab.recipes import list_recipes, resolve_recipe
+from mentalese.cli import main
+from mentalese.config import load_config, read_yaml
+from mentalese.decoding import DecodeConfig, DiscreteStrategy, InputStrategy, SamplingConfig, StepDecision, decode
+from mentalese.decoding.soft_thinking import SoftThinkingConfig, SoftThinkingStrategy, ThinkingTracker
+from mentalese.errors import MentaleseError
+from mentalese.evaluation.harness import EvalConfig
+from mentalese.models import build_tiny_model, char_tokenizer, load_model_and_tokenizer
+from mentalese.recipes import list_recipes, resolve_recipe
 
 PROMPTS = ["a<think>", "hello<think>", "x = 12 + 3 ?<think>", "The quick fox<think>"]
 N_NEW = 12
@@ -49,7 +49,7 @@ def run(model, tok, rows, strategy=None, max_new_tokens=N_NEW, seed=0, **samplin
 
 @pytest.mark.parametrize("setting", ["temperature=0.7", "top_k=5", "top_p=0.9", "min_p=0.1"])
 def test_shaping_without_do_sample_is_refused(setting):
-    with pytest.raises(LatentLabError, match="do_sample"):
+    with pytest.raises(MentaleseError, match="do_sample"):
         load_config(EvalConfig, None, [f"decode.{setting}"])
     load_config(EvalConfig, None, [f"decode.{setting}", "decode.do_sample=true"])
     DecodeConfig(temperature=0.0)  # temperature 0 is greedy itself
@@ -73,7 +73,7 @@ def test_explicit_discrete_strategy_takes_decode_sampling(mt):
 
 def test_discrete_strategy_built_with_other_sampling_is_refused(mt):
     model, tok = mt
-    with pytest.raises(LatentLabError, match="decode"):
+    with pytest.raises(MentaleseError, match="decode"):
         run(model, tok, ids(tok), DiscreteStrategy(SamplingConfig(do_sample=True, temperature=0.5)))
     same = SamplingConfig(do_sample=True, top_k=1)
     assert run(model, tok, ids(tok), DiscreteStrategy(same), do_sample=True, top_k=1) == run(model, tok, ids(tok))
@@ -147,7 +147,7 @@ def test_soft_thinking_before_phase_is_decode_sampling(mt):
 def test_answer_phase_soft_refuses_decode_sampling(mt):
     model, tok = mt
     strategy = SoftThinkingStrategy(SoftThinkingConfig(answer_phase_soft=True), tok)
-    with pytest.raises(LatentLabError, match="answer_phase_soft"):
+    with pytest.raises(MentaleseError, match="answer_phase_soft"):
         run(model, tok, ids(tok), strategy, do_sample=True, temperature=0.6)
     run(model, tok, ids(tok), strategy)  # greedy settings are what it does
 
@@ -173,7 +173,7 @@ def test_soft_recipes_carry_the_papers_answer_sampling_as_decode_settings():
 
 
 def test_soft_analysis_routes_its_sampling_through_decode_config():
-    from latentlab.analysis.soft_commands import SoftAnalysisConfig, decoding_for
+    from mentalese.analysis.soft_commands import SoftAnalysisConfig, decoding_for
 
     tok = char_tokenizer(extra_tokens=["<think>", "</think>"])
     cfg = SoftAnalysisConfig(max_new_tokens=7, seed=3)
@@ -189,8 +189,8 @@ def test_soft_analysis_routes_its_sampling_through_decode_config():
 
 
 def test_codi_answer_phase_takes_decode_sampling(tmp_path):
-    from latentlab.methods.codi.config import CODIConfig
-    from latentlab.methods.codi.model import build_codi_model
+    from mentalese.methods.codi.config import CODIConfig
+    from mentalese.methods.codi.model import build_codi_model
 
     cfg = load_config(CODIConfig, None, [f"output_dir={tmp_path}", "report_to=none", "use_cpu=true", "num_latent=2",
                                          "model_name_or_path=tiny-gpt2"])
@@ -206,7 +206,7 @@ def test_codi_answer_phase_takes_decode_sampling(tmp_path):
     for kw in DETERMINISTIC:
         assert answers(**kw) == greedy, kw
     assert any(answers(seed=s, do_sample=True, temperature=1.5) != greedy for s in (0, 1))
-    with pytest.raises(LatentLabError, match="decode"):
+    with pytest.raises(MentaleseError, match="decode"):
         decode(model.lm, tok, prompts, DecodeConfig(max_new_tokens=10),
                strategy=model.strategy(SamplingConfig(do_sample=True)))
 
@@ -219,10 +219,10 @@ def test_codi_answer_phase_takes_decode_sampling(tmp_path):
                                        ({"do_sample": True, "top_p": 0.9}, "top_p"),
                                        ({"do_sample": True, "min_p": 0.1}, "min_p")])
 def test_bolt_sampler_refuses_what_it_does_not_do(mt, kw, named):
-    from latentlab.methods.bolt.estep import LogProbSampler
+    from mentalese.methods.bolt.estep import LogProbSampler
 
     model, tok = mt
-    with pytest.raises(LatentLabError, match=f"decode.{named}"):
+    with pytest.raises(MentaleseError, match=f"decode.{named}"):
         run(model, tok, ids(tok), LogProbSampler(), **kw)
     out = decode(model, tok, ids(tok), DecodeConfig(max_new_tokens=4, do_sample=True), LogProbSampler())
     assert all("logq" in r.info for r in out)
@@ -235,6 +235,6 @@ class ArgmaxOnly(InputStrategy):
 
 def test_a_strategy_without_sampling_refuses_decode_sampling(mt):
     model, tok = mt
-    with pytest.raises(LatentLabError, match="ArgmaxOnly.*decode.do_sample"):
+    with pytest.raises(MentaleseError, match="ArgmaxOnly.*decode.do_sample"):
         run(model, tok, ids(tok), ArgmaxOnly(), do_sample=True)
     assert run(model, tok, ids(tok), ArgmaxOnly()) == run(model, tok, ids(tok))

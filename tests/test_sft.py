@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from conftest import sft_config
-from latentlab.errors import LatentLabError
-from latentlab.methods.formatting import IGNORE_INDEX, tokenize_sft_example
-from latentlab.methods.sft import build_sft_dataset, prepare_model, train_sft
-from latentlab.models.loading import load_model_and_tokenizer
-from latentlab.models.tiny import char_tokenizer
-from latentlab.tasks.example import Example
+from mentalese.errors import MentaleseError
+from mentalese.methods.formatting import IGNORE_INDEX, tokenize_sft_example
+from mentalese.methods.sft import build_sft_dataset, prepare_model, train_sft
+from mentalese.models.loading import load_model_and_tokenizer
+from mentalese.models.tiny import char_tokenizer
+from mentalese.tasks.example import Example
 
 
 def loss_history(run_dir):
@@ -83,7 +83,7 @@ def test_labels_mask_the_prompt():
 def test_too_long_examples_are_skipped_and_counted(tmp_path):
     cfg = sft_config(tmp_path, "max_length=20")
     _, tok = prepare_model(cfg)
-    with pytest.raises(LatentLabError, match="no training examples left"):
+    with pytest.raises(MentaleseError, match="no training examples left"):
         build_sft_dataset(cfg, tok)
     # mod 20: operands and results have 1 or 2 digits, so 2-step examples are 35 to 41 tokens long
     cfg = sft_config(tmp_path, "max_length=38", "task_options={num_steps: 2, modulus: 20, num_examples: 2000}")
@@ -99,5 +99,5 @@ def test_too_long_examples_are_skipped_and_counted(tmp_path):
     ("cot=maybe", "true/false"),
 ])
 def test_bad_config(tmp_path, override, message):
-    with pytest.raises(LatentLabError, match=message):
+    with pytest.raises(MentaleseError, match=message):
         sft_config(tmp_path, override)

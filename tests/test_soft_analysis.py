@@ -8,13 +8,13 @@ import math
 import pytest
 import torch
 
-from latentlab.analysis.single_thread import js_divergence, logit_lens, probe_soft_thinking, rouge_l, top1_share
-from latentlab.analysis.soft_commands import pass_at_k_curve
-from latentlab.cli import main
-from latentlab.decoding.soft_thinking import SoftThinkingConfig
-from latentlab.errors import LatentLabError
-from latentlab.evaluation.metrics import pass_at_k
-from latentlab.models import build_tiny_model, char_tokenizer, load_model_and_tokenizer
+from mentalese.analysis.single_thread import js_divergence, logit_lens, probe_soft_thinking, rouge_l, top1_share
+from mentalese.analysis.soft_commands import pass_at_k_curve
+from mentalese.cli import main
+from mentalese.decoding.soft_thinking import SoftThinkingConfig
+from mentalese.errors import MentaleseError
+from mentalese.evaluation.metrics import pass_at_k
+from mentalese.models import build_tiny_model, char_tokenizer, load_model_and_tokenizer
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest
@@ -104,9 +104,9 @@ def test_eval_with_a_soft_thinking_strategy(model_dir, tmp_path):
 
 def test_probe_rejects_bad_input(mt):
     model, tok = mt
-    with pytest.raises(LatentLabError, match="empty"):
+    with pytest.raises(MentaleseError, match="empty"):
         probe_soft_thinking(model, [], SoftThinkingConfig(), stop_ids=[], max_steps=3)
-    with pytest.raises(LatentLabError, match="context"):
+    with pytest.raises(MentaleseError, match="context"):
         probe_soft_thinking(model, [7] * 600, SoftThinkingConfig(), stop_ids=[], max_steps=3)
-    with pytest.raises(LatentLabError, match="mix_weights"):
+    with pytest.raises(MentaleseError, match="mix_weights"):
         probe_soft_thinking(model, [7, 8], SoftThinkingConfig(), stop_ids=[], max_steps=3, mix_weights=(0.9, 0.3))

@@ -12,7 +12,7 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from latentlab.decoding.concept_tokens import (
+from mentalese.decoding.concept_tokens import (
     SparseDistribution,
     concept_token_embedding,
     dirichlet_resample,

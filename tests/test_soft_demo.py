@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from latentlab.demo import DemoConfig, run_demo
+from mentalese.demo import DemoConfig, run_demo
 
 ROWS = ["Think greedy", "Think sampling", "Soft thinking", "Soft + Dirichlet", "Soft + Gumbel"]
 

@@ -11,10 +11,10 @@ import copy
 import pytest
 import torch
 
-from latentlab.decoding import DecodeConfig, StepContext, decode
-from latentlab.decoding.soft_thinking import ANSWER, BEFORE, THINKING, SoftThinkingConfig, SoftThinkingStrategy
-from latentlab.errors import LatentLabError
-from latentlab.models import build_tiny_model, char_tokenizer, load_model_and_tokenizer
+from mentalese.decoding import DecodeConfig, StepContext, decode
+from mentalese.decoding.soft_thinking import ANSWER, BEFORE, THINKING, SoftThinkingConfig, SoftThinkingStrategy
+from mentalese.errors import MentaleseError
+from mentalese.models import build_tiny_model, char_tokenizer, load_model_and_tokenizer
 
 ARCHS = ["gpt2", "llama", "qwen2"]
 PROMPTS = ["a<think>", "hello<think>", "x = 12 + 3 ?<think>", "The quick brown fox jumps<think>", "Zz9<think>"]
@@ -184,12 +184,12 @@ def test_nonfinite_logits_fail_one_row_only(loaded):
     {"top_k": -1}, {"think_close": ""},
 ])
 def test_invalid_settings_raise(bad):
-    with pytest.raises(LatentLabError):
+    with pytest.raises(MentaleseError):
         SoftThinkingConfig(**bad)
 
 
 def test_missing_closing_tag_is_a_clear_error():
-    with pytest.raises(LatentLabError, match="</think>"):
+    with pytest.raises(MentaleseError, match="</think>"):
         SoftThinkingStrategy(SoftThinkingConfig(), char_tokenizer())
     tok = char_tokenizer(extra_tokens=["<end>"])
     strategy = SoftThinkingStrategy(SoftThinkingConfig(think_open="", think_close="<end>"), tok)
@@ -198,7 +198,7 @@ def test_missing_closing_tag_is_a_clear_error():
 
 def test_empty_and_too_long_prompts_fail_before_work(loaded):
     model, tok = loaded["gpt2"]
-    with pytest.raises(LatentLabError, match="empty"):
+    with pytest.raises(MentaleseError, match="empty"):
         run(model, tok, soft(tok), prompts=["a<think>", ""])
-    with pytest.raises(LatentLabError, match="context"):
+    with pytest.raises(MentaleseError, match="context"):
         run(model, tok, soft(tok), prompts=["a" * 600 + "<think>"])

@@ -2,9 +2,9 @@
 
 import pytest
 
-from latentlab.errors import LatentLabError
-from latentlab.tasks.registry import load_benchmark
-from latentlab.tasks.synthetic import generate_chain, split_of
+from mentalese.errors import MentaleseError
+from mentalese.tasks.registry import load_benchmark
+from mentalese.tasks.synthetic import generate_chain, split_of
 
 
 def evaluate_left_to_right(question: str, modulus: int) -> int:
@@ -62,5 +62,5 @@ def test_registry_passes_generator_options():
     ({"num_steps": 1, "num_examples": 10_000}, "do not exist"),
 ])
 def test_bad_options(kwargs, message):
-    with pytest.raises(LatentLabError, match=message):
+    with pytest.raises(MentaleseError, match=message):
         generate_chain(**kwargs)

@@ -1,3 +1,0 @@
-"""latentlab: reasoning in latent space with Hugging Face language models."""
-
-__version__ = "0.1.0"

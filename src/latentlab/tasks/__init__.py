@@ -1,6 +1,0 @@
-"""Tasks and data: examples, benchmark specs, the registry and the synthetic task."""
-
-from latentlab.tasks.example import Example
-from latentlab.tasks.registry import BenchmarkSpec, get_benchmark, list_benchmarks, load_benchmark
-
-__all__ = ["Example", "BenchmarkSpec", "get_benchmark", "list_benchmarks", "load_benchmark"]

@@ -1,0 +1,78 @@
+"""`mentalese eval`: load a model and a benchmark from an `EvalConfig` and evaluate.
+
+Resumable and data-parallel through the harness's shards: rerun the same command after a crash;
+`torchrun --nproc_per_node N -m mentalese.cli eval ...` splits the shards over N processes.
+Token sampling is `decode.*` for every strategy (soft thinking's answer phase included).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Callable
+
+from mentalese.config import config_to_dict, save_config
+from mentalese.evaluation.harness import EvalConfig, evaluate
+from mentalese.sharding import Processes, current_processes
+from mentalese.errors import MentaleseError
+from mentalese.models.loading import load_model_and_tokenizer
+from mentalese.tasks.registry import get_benchmark, load_benchmark
+
+
+def process_device(device: str, procs: Processes) -> str:
+    """"auto" with several processes on a GPU machine: this process's own GPU (cuda:LOCAL_RANK)."""
+    import torch
+
+    if device == "auto" and procs.world_size > 1 and torch.cuda.is_available():
+        return f"cuda:{procs.local_rank}"
+    return device
+
+
+def model_files_key(model: str) -> list | None:
+    """Names, sizes and modification times of a local model directory's files (None for hub names):
+    a model rewritten in place changes the run fingerprint."""
+    path = Path(model)
+    if not path.is_dir():
+        return None
+    return [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in sorted(path.iterdir()) if f.is_file()]
+
+
+def eval_run_key(cfg: EvalConfig) -> dict[str, Any]:
+    """The config (less where it writes) and the model files: what a resumed run must share."""
+    return {"config": config_to_dict(dataclasses.replace(cfg, output_dir="")), "model_files": model_files_key(cfg.model)}
+
+
+def run_with_model(cfg: EvalConfig, load: Callable[[str], tuple], progress: bool = True) -> dict[str, Any]:
+    """What every eval command shares: the benchmark, then `load(device) -> (model, tokenizer, strategy,
+    extra metrics)`, then config.yaml (main process; written only once everything loaded) and the harness."""
+    spec = get_benchmark(cfg.benchmark)
+    examples = load_benchmark(cfg.benchmark, cfg.split, data_dir=cfg.data_dir, limit=cfg.limit, **cfg.task_options)
+    procs = current_processes()
+    model, tokenizer, strategy, extra_metrics = load(process_device(cfg.device, procs))
+    if strategy is not None:  # decode.* settings it cannot honour fail here, before config.yaml is written
+        strategy.bind_sampling(cfg.decode.sampling())
+    out = Path(cfg.output_dir)
+    if procs.is_main:
+        save_config(cfg, out / "config.yaml")
+    return evaluate(model, tokenizer, examples, spec, cfg.decode, strategy, num_samples=cfg.num_samples,
+                    prompt=cfg.prompt, output_dir=out, progress=progress, shard_size=cfg.shard_size,
+                    processes=procs, extra_metrics={"model": cfg.model, **extra_metrics},
+                    run_key=eval_run_key(cfg))
+
+
+def run_eval(cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
+    if not cfg.model:
+        raise MentaleseError("eval needs model=<hub name or path>")
+    if cfg.soft_thinking is not None:  # before loading the model
+        cfg.soft_thinking.check_sampling(cfg.decode.sampling())
+
+    def load(device: str):
+        model, tokenizer = load_model_and_tokenizer(cfg.model, dtype=cfg.dtype, device=device)
+        strategy = None
+        if cfg.soft_thinking is not None:
+            from mentalese.decoding.soft_thinking import SoftThinkingStrategy
+
+            strategy = SoftThinkingStrategy(cfg.soft_thinking, tokenizer)
+        return model, tokenizer, strategy, {}
+
+    return run_with_model(cfg, load, progress)

@@ -1,0 +1,126 @@
+"""`CODIConfig`: every CODI knob, with the official defaults and the paper/code disagreements.
+
+Defaults follow the official code (github zhenyi4/codi @4fd88d4), which produced the published
+numbers; where the paper says something else the paper's variant is an option (see docs/codi.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from mentalese.errors import MentaleseError
+from mentalese.methods.formatting import ANSWER_PROMPT
+from mentalese.models.loading import LoraSettings
+from mentalese.models.tiny import TINY_ARCHS
+
+TINY_PREFIX = "tiny-"
+DISTILL_LOSSES = ("smooth_l1", "l1", "l2")
+
+
+@dataclass
+class CODIConfig(TrainingArguments):
+    """CODI training: one LM is teacher (explicit CoT) and student (continuous thoughts) at once."""
+
+    # --- model and data (as in SFTConfig) ---
+    model_name_or_path: str = field(
+        default="tiny-gpt2",
+        metadata={"help": "hub name or local path; 'tiny-<gpt2|llama|qwen2|qwen3>' builds a random tiny model "
+                          "with a character tokenizer (the toy task)"})
+    tiny_model_options: dict = field(default_factory=dict, metadata={"help": "config overrides for tiny models"})
+    task: str = field(default="chain", metadata={"help": "registered benchmark to train on"})
+    task_options: dict = field(default_factory=dict, metadata={"help": "generator options for synthetic tasks"})
+    train_split: str = field(default="train", metadata={"help": "split to train on"})
+    data_dir: str | None = field(default=None, metadata={"help": "benchmark data directory"})
+    train_limit: int | None = field(default=None, metadata={"help": "use only the first N training examples"})
+    max_length: int = field(default=256, metadata={"help": "max tokens per piece (question, CoT, answer); "
+                                                           "longer examples are skipped and counted (official: 256)"})
+    dtype: str = field(default="float32", metadata={"help": "model dtype: float32, bfloat16, auto"})
+    lora: LoraSettings | None = field(default=None, metadata={
+        "help": "LoRA settings; None = full fine-tuning. Official: r=128, alpha=32, dropout 0.1 (GPT-2: c_attn, "
+                "c_proj, c_fc; Llama: q,k,v,o,gate,up,down projections)"})
+    resume: bool = field(default=True, metadata={"help": "resume from the last checkpoint in output_dir"})
+
+    # --- continuous thoughts ---
+    num_latent: int = field(default=6, metadata={"help": "continuous thoughts n (6 in every published run; 0 allowed)"})
+    use_projection: bool = field(default=True, metadata={
+        "help": "pass each last hidden state through Dropout-Linear-GELU-Linear(-LayerNorm) before feeding it "
+                "back (ablation without it: 42.5 vs 43.7 on GPT-2)"})
+    projection_dim: int | None = field(default=None, metadata={
+        "help": "inner width of the projection; None = the model width (official: 768 GPT-2, 2048 Llama-1B)"})
+    projection_dropout: float = field(default=0.0, metadata={"help": "dropout before the projection (official: 0)"})
+    projection_layer_norm: bool = field(default=True, metadata={"help": "LayerNorm at the end of the projection"})
+    bot_token: str = field(default="<bot>", metadata={"help": "token that opens the continuous thoughts"})
+    eot_token: str = field(default="<eot>", metadata={"help": "token that closes them"})
+    special_token_init: str = field(default="mean", metadata={
+        "help": "init of the new <bot>/<eot> rows: mean, hf, normal (official: transformers' default resize)"})
+    train_special_tokens: bool | None = field(default=None, metadata={
+        "help": "train the <bot>/<eot> embeddings. None = official behaviour: trainable with full fine-tuning, "
+                "frozen with LoRA (the official LoRA runs freeze the whole embedding; the paper calls them "
+                "learnable). With LoRA, True trains only those rows (PEFT trainable_token_indices)"})
+
+    # --- losses ---
+    alpha: float = field(default=1.0, metadata={"help": "weight of the student CE (official: 1)"})
+    beta: float = field(default=1.0, metadata={"help": "weight of the distillation loss (official: 1 GPT-2, "
+                                                       "20 Llama-3.2-1B)"})
+    gamma: float = field(default=1.0, metadata={"help": "weight of the teacher CE (official: 1)"})
+    distill_loss: str = field(default="smooth_l1", metadata={
+        "help": "smooth_l1 (official code, beta=1), l1 (paper) or l2 (official option)"})
+    distill_divide_by_std: bool = field(default=True, metadata={
+        "help": "divide each layer's loss by the std of the teacher's hidden state there (official code; the "
+                "paper normalises the activations instead, which for l1 is the same number)"})
+    thought_loss_weight: float = field(default=0.0, metadata={
+        "help": "delta: weight of a per-thought loss that is NOT part of CODI (0 = off, the paper and official "
+                "code): the LM's output at <bot> and at thought k must predict the first token of CoT step k+1's "
+                "result, so each thought carries one intermediate result (SIM-CoT-like step supervision). The "
+                "chain recipe sets 1: without it the student stays at chance there (docs/LOG.md)"})
+    distill_token: str | None = field(default=None, metadata={
+        "help": "distil at the last occurrence of this token (e.g. ':') in the answer prompt instead of the "
+                "default position: the last token before the first non-whitespace answer token (':' for GPT-2, "
+                "' ' for Llama-3 numeric answers, matching the official code)"})
+    distill_offset: int = field(default=0, metadata={"help": "shift the distilled position by this many tokens"})
+    include_last_cot: bool = field(default=False, metadata={
+        "help": "keep the last CoT step in the teacher's CoT (official: dropped; keeping it gives 31.7 vs 43.7)"})
+    cot_step_separator: str = field(default=" ", metadata={"help": "joins CoT steps in the teacher text"})
+    answer_prompt: str = field(default=ANSWER_PROMPT, metadata={"help": "text before the final answer "
+                                                                         "(official: 'The answer is:')"})
+    drop_non_numeric_answers: bool = field(default=False, metadata={
+        "help": "skip (and count) examples whose answer does not start with a digit (official scripts do this, "
+                "which also drops negative answers); off unless a recipe sets it"})
+
+    def __post_init__(self) -> None:
+        if isinstance(self.lora, dict):
+            self.lora = LoraSettings(**self.lora)
+        if self.num_latent < 0:
+            raise MentaleseError(f"num_latent must be >= 0, got {self.num_latent}")
+        if self.distill_loss not in DISTILL_LOSSES:
+            raise MentaleseError(f"distill_loss must be one of {DISTILL_LOSSES}, got {self.distill_loss!r}")
+        if min(self.alpha, self.beta, self.gamma, self.thought_loss_weight) < 0:
+            raise MentaleseError("alpha, beta, gamma and thought_loss_weight must be >= 0")
+        if not 0.0 <= self.projection_dropout < 1.0:
+            raise MentaleseError(f"projection_dropout must be in [0, 1), got {self.projection_dropout}")
+        if self.projection_dim is not None and self.projection_dim < 1:
+            raise MentaleseError(f"projection_dim must be >= 1, got {self.projection_dim}")
+        if self.max_length < 4:
+            raise MentaleseError(f"max_length must be >= 4, got {self.max_length}")
+        if self.bot_token == self.eot_token:
+            raise MentaleseError("bot_token and eot_token must differ")
+        if self.model_name_or_path.startswith(TINY_PREFIX) and self.tiny_arch not in TINY_ARCHS:
+            raise MentaleseError(f"unknown tiny model {self.model_name_or_path!r}; "
+                                 f"choose tiny-{{{','.join(sorted(TINY_ARCHS))}}}")
+        self.remove_unused_columns = False  # the CODI collator needs every column
+        if self.ddp_find_unused_parameters is None:
+            # DDP must be told when a trainable module gets no gradient: only the projection without thoughts.
+            # Every other weight is used in every step (same passes on every rank: teacher, prefill,
+            # num_latent thoughts, decoder), so the cheaper setting is safe (tests/test_distributed.py).
+            self.ddp_find_unused_parameters = self.use_projection and self.num_latent == 0
+        super().__post_init__()
+
+    @property
+    def tiny_arch(self) -> str:
+        return self.model_name_or_path[len(TINY_PREFIX):]
+
+    @property
+    def special_tokens_trainable(self) -> bool:
+        return self.lora is None if self.train_special_tokens is None else self.train_special_tokens
