@@ -1,7 +1,7 @@
 """Bad input, gathered in one place: every case exits non-zero with ONE line naming the problem, and leaves
 no partial or corrupted output behind.
 
-Cases go through `mentalese.cli.main` in-process (exit code 2, stderr captured); one runs in a real
+Cases go through `mentalese.commands.cli.main` in-process (exit code 2, stderr captured); one runs in a real
 process to show that no traceback is printed. "No partial output" means: no result file
 (metrics.json, predictions.jsonl, train_metrics.json, model/), no temporary file, and a config.yaml,
 when one was written before the failure, that parses.
@@ -19,7 +19,7 @@ import pytest
 import torch
 import yaml
 
-from mentalese.cli import main
+from mentalese.commands.cli import main
 from mentalese.models.tiny import build_tiny_model, char_tokenizer
 
 PROGRESS_BAR = re.compile(r"^[\w ]*: +\d+%\|")  # tqdm lines of a run that got as far as decoding
@@ -84,7 +84,7 @@ def test_bad_data_file(case, tmp_path, capsys):
 def test_no_traceback_in_a_real_process(tmp_path):
     (tmp_path / "gsm8k").mkdir()
     (tmp_path / "gsm8k" / "test.jsonl").write_bytes(b"\x80\x81\n")
-    proc = subprocess.run([sys.executable, "-m", "mentalese.cli", "eval", "model=unused", "benchmark=gsm8k",
+    proc = subprocess.run([sys.executable, "-m", "mentalese", "eval", "model=unused", "benchmark=gsm8k",
                            f"data_dir={tmp_path}", f"output_dir={tmp_path / 'out'}"], capture_output=True, text=True,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 2
@@ -99,8 +99,9 @@ RECIPE_CASES = {
     "invalid-yaml": (b"learning_rate: [1, 2\n", "is not valid YAML"),
     "not-a-mapping": (b"- 1\n- 2\n", "must be a mapping of config keys"),
     "non-utf8": (b"seed: 1\n# \xff\n", "is not UTF-8 text"),
-    "unknown-key": (b"learning_rat: 0.1\n", "unknown key 'learning_rat'"),
-    "wrong-type": (b"seed: [1, 2]\n", "seed: expected int"),
+    "no-method": (b"seed: 1\n", "does not say its method; add `method: sft|codi|bolt`"),
+    "unknown-key": (b"method: sft\nlearning_rat: 0.1\n", "unknown key 'learning_rat'"),
+    "wrong-type": (b"method: sft\nseed: [1, 2]\n", "seed: expected int"),
 }
 
 
@@ -116,7 +117,7 @@ def test_bad_recipe_file(case, tmp_path, capsys):
 
 OVERRIDE_CASES = [
     (["eval", "modle=x"], "unknown key 'modle' in config (did you mean 'model'?)"),
-    (["eval", "model=x", "limit"], "override 'limit' is not of the form key=value"),
+    (["eval", "model=x", "limit"], "'limit' is neither a recipe nor key=value"),
     (["eval", "model=x", "num_samples=abc"], "config.num_samples: expected int, got 'abc'"),
     (["eval", "model=x", "num_samples=0"], "num_samples must be >= 1, got 0"),
     (["eval", "model=x", "decode.temperature=-1"], "temperature must be"),
@@ -124,8 +125,8 @@ OVERRIDE_CASES = [
     (["train", "sft/chain_cot", "learning_rate=-1"], "learning_rate must be >= 0, got -1.0"),
     (["train", "sft/chain_cot", "per_device_train_batch_size=0"], "per_device_train_batch_size must be >= 1, got 0"),
     (["train", "sft/chain_cot", "max_length=2"], "max_length must be >= 8, got 2"),
-    (["codi-train", "codi/chain", "num_latent=-1"], "num_latent must be >= 0, got -1"),
-    (["codi-train", "codi/chain", "gradient_accumulation_steps=0"], "gradient_accumulation_steps must be >= 1"),
+    (["train", "codi/chain", "num_latent=-1"], "num_latent must be >= 0, got -1"),
+    (["train", "codi/chain", "gradient_accumulation_steps=0"], "gradient_accumulation_steps must be >= 1"),
     (["eval", "model=x", "benchmark=gsm9k"], "unknown benchmark 'gsm9k'"),
     (["train", "sft/chain_cot", "task=gsm9k"], "unknown benchmark 'gsm9k'"),
     (["train", "sft/chain_cot", "model_name_or_path=tiny-gpt5"], "unknown tiny model 'tiny-gpt5'"),

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from mentalese.demo import DemoConfig, run_demo
+from mentalese.commands.demo import DemoConfig, run_demo
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,9 @@ def test_quick_bolt_rows(bolt_demo):
     train = json.loads((bolt_demo / "bolt" / "em-k4" / "iter_1" / "mstep" / "train_metrics.json").read_text())
     assert train["chunks_with_thought"] == 20 + 60 - em_row["proposer_chunks_without_closed_proposal"]
     report = (bolt_demo / "report.md").read_text()
-    assert "## BoLT rows" in report and "| BoLT EM iter 1 (K=4) |" in report
+    section = report.split("\n## BoLT\n\n")[1].split("\n## One test problem")[0]
+    assert section.startswith("The BoLT rows check that the pipeline runs end to end")
+    assert "| BoLT EM iter 1 (K=4) |" in report and "](bolt/bolt_toy.png)" in section
     assert (bolt_demo / "bolt" / "bolt_toy.png").stat().st_size > 1000
 
 
@@ -45,9 +47,9 @@ def test_reproduce_line_round_trips():
     cfg = ToyExperimentConfig(output_dir="/tmp/a b", variants=["teacher", "em-k4"], iterations=2,
                               overrides=["model_name_or_path=tiny-gpt2", "tiny_model_options={}", "max_steps=5"])
     args = shlex.split(reproduce_command(cfg))
-    assert args[:2] == ["mentalese", "bolt-toy"]
-    assert load_config(ToyExperimentConfig, None, args[2:]) == cfg
-    assert reproduce_command(ToyExperimentConfig()) == "mentalese bolt-toy output_dir=runs/bolt_toy iterations=3"
+    assert args[:3] == ["mentalese", "demo", "bolt-toy"]
+    assert load_config(ToyExperimentConfig, None, args[3:]) == cfg
+    assert reproduce_command(ToyExperimentConfig()) == "mentalese demo bolt-toy output_dir=runs/bolt_toy iterations=3"
 
 
 def test_raw_variants_get_the_plain_prompt(tmp_path):

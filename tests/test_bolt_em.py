@@ -5,7 +5,7 @@ import json
 import pytest
 
 import mentalese.methods.bolt.em as em
-from mentalese.cli import main
+from mentalese.commands.cli import main
 from mentalese.config import load_config
 from mentalese.errors import MentaleseError
 from mentalese.methods.bolt.config import BoltConfig
@@ -76,10 +76,10 @@ def test_raw_mode_and_bad_corpora(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["bolt-em", "bolt/toy_chain", "estep.selection=argmax"], "selection must be one of"),
-    (["bolt-em", "bolt/toy_chain", "mode=fancy"], "mode must be one of"),
-    (["bolt-em", "bolt/toy_chain", "prior_probability=2"], "prior_probability"),
-    (["bolt-toy", "variants=[em-k9]"], "unknown variants"),
+    (["train", "bolt/toy_chain", "estep.selection=argmax"], "selection must be one of"),
+    (["train", "bolt/toy_chain", "mode=fancy"], "mode must be one of"),
+    (["train", "bolt/toy_chain", "prior_probability=2"], "prior_probability"),
+    (["demo", "bolt-toy", "variants=[em-k9]"], "unknown variants"),
 ])
 def test_cli_errors_are_one_line(args, message, capsys, tmp_path):
     assert main(args + [f"output_dir={tmp_path}"]) == 2

@@ -1,4 +1,4 @@
-"""`mentalese bolt-em` under torchrun (2 CPU processes, gloo) gives what one process gives.
+"""`mentalese train bolt/toy_chain` (BoLT EM) under torchrun (2 CPU processes, gloo) gives what one process gives.
 
 One EM iteration on a tiny toy corpus (warm start on teacher thoughts, E-step, M-step, evaluation), run
 in this process with a batch of 8 and under `python -m torch.distributed.run --nproc_per_node 2` with 4
@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from generation_worker import run_checked, torchrun
-from mentalese.cli import main
+from mentalese.commands.cli import main
 from mentalese.methods.bolt.estep import read_estep
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread"),  # one_thread: see conftest
@@ -41,19 +41,19 @@ SETTINGS = ["model_name_or_path=tiny-gpt2", "toy_options.documents=24", "teacher
 
 
 def bolt_em(out, batch: int) -> list[str]:
-    return ["bolt-em", "bolt/toy_chain", f"output_dir={out}", f"per_device_train_batch_size={batch}", *SETTINGS]
+    return ["train", "bolt/toy_chain", f"output_dir={out}", f"per_device_train_batch_size={batch}", *SETTINGS]
 
 
 def summary_of(stdout: str) -> dict:
     """The printed summary: the one JSON object in stdout that starts a line with '{' and holds "iterations"."""
     assert stdout.count('"iterations"') == 1, stdout[-3000:]  # printed once, not once per process
-    return json.loads(stdout[stdout.index('{\n  "iterations"'):])
+    return json.JSONDecoder().raw_decode(stdout[stdout.index('{\n  "iterations"'):])[0]  # a model line follows
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("bolt_em_ddp")
-    two = run_checked(torchrun(2, "-m", "mentalese.cli", *bolt_em(root / "two", 4)), timeout=300)
+    two = run_checked(torchrun(2, "-m", "mentalese", *bolt_em(root / "two", 4)), timeout=300)
     return root, two
 
 
@@ -115,7 +115,7 @@ def test_resume_under_two_processes(runs):
               "estep/shard-00003.stats.json"):
         (it1 / p).unlink()
     shutil.rmtree(two_dir / "iter_0" / "eval")  # iteration 0's evaluation is redone too
-    again = run_checked(torchrun(2, "-m", "mentalese.cli", *bolt_em(two_dir, 4)), timeout=300)
+    again = run_checked(torchrun(2, "-m", "mentalese", *bolt_em(two_dir, 4)), timeout=300)
     assert "E-step: process 0/2 computes shards [3] (3 of 4 already done)" in again.stderr
     assert "E-step: process 1/2 computes shards [] (3 of 4 already done)" in again.stderr
     assert not re.search(r"resuming from|'loss':", again.stdout + again.stderr)  # no M-step retrained

@@ -6,11 +6,11 @@ import sys
 
 import pytest
 
-from mentalese.cli import main
+from mentalese.commands.cli import main
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "mentalese.cli", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "mentalese", *args], capture_output=True, text=True)
 
 
 @pytest.mark.parametrize("args, message", [

@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from mentalese.demo import DemoConfig, run_demo
-from mentalese.methods.codi.efficiency import EfficiencyConfig, compare_efficiency, cot_token_count
+from mentalese.commands.demo import DemoConfig, run_demo
+from mentalese.commands.bench.codi_decode import CodiDecodeBenchConfig, bench_codi_decode
+from mentalese.methods.codi.efficiency import cot_token_count
 from mentalese.models.loading import load_tokenizer
 
 
@@ -43,10 +44,10 @@ def test_codi_row_answers_in_few_tokens_after_its_latent_steps(quick_codi_demo):
 
 def test_efficiency_comparison(quick_codi_demo, tmp_path):
     out = quick_codi_demo
-    cfg = EfficiencyConfig(codi_model=str(out / "codi" / "model"), cot_model=str(out / "cot-sft" / "model"),
-                           task_options={"num_steps": 4}, limit=16, batch_1_limit=4, batch_size=8,
-                           output=str(tmp_path / "eff.json"))
-    result = compare_efficiency(cfg)
+    cfg = CodiDecodeBenchConfig(codi_model=str(out / "codi" / "model"), cot_model=str(out / "cot-sft" / "model"),
+                                task_options={"num_steps": 4}, limit=16, batch_1_limit=4, batch_size=8, repeats=1,
+                                output=str(tmp_path / "eff.json"))
+    result = bench_codi_decode(cfg)
     assert json.loads((tmp_path / "eff.json").read_text()) == result
     assert result["batch_1"]["num_examples"] == 4 and result["batch_8"]["num_examples"] == 16
     assert result["compression"] == pytest.approx(result["cot_sft_mean_cot_tokens"] / (result["num_latent"] + 2))

@@ -6,7 +6,7 @@ import shutil
 import pytest
 import torch
 
-from mentalese.cli import main
+from mentalese.commands.cli import main
 from mentalese.config import load_config
 from mentalese.methods.codi.config import CODIConfig
 from mentalese.methods.codi.model import load_codi
@@ -73,19 +73,19 @@ def test_gradient_accumulation_and_lora(tmp_path):
 
 def test_cli_trains_and_evaluates(tmp_path, capsys):
     run = tmp_path / "cli"
-    assert main(["codi-train", "codi/chain", f"output_dir={run}", "max_steps=2", "num_latent=1",
+    assert main(["train", "codi/chain", f"output_dir={run}", "max_steps=2", "num_latent=1",
                  "task_options={num_steps: 2, num_examples: 64}", "per_device_train_batch_size=8",
                  "disable_tqdm=true", "use_cpu=true", "save_steps=100"]) == 0
-    assert main(["codi-eval", f"model={run}/model", "benchmark=chain", "limit=8", f"output_dir={tmp_path}/eval",
+    assert main(["eval", f"model={run}/model", "benchmark=chain", "limit=8", f"output_dir={tmp_path}/eval",
                  "task_options={num_steps: 2}", "decode.max_new_tokens=24"]) == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["method"] == "codi" and metrics["num_examples"] == 8
-    assert main(["codi-probe", f"model={run}/model", "limit=3", f"output_dir={tmp_path}/probe",
+    assert main(["analyze", "codi-probe", f"model={run}/model", "limit=3", f"output_dir={tmp_path}/probe",
                  "task_options={num_steps: 2}", "max_new_tokens=8"]) == 0
     probe = json.loads((tmp_path / "probe" / "probe.json").read_text())
     assert len(probe["examples"]) == 3 and len(probe["examples"][0]["thoughts"]) == 1
     assert len(probe["examples"][0]["thoughts"][0]) == 5 and (tmp_path / "probe" / "probe.png").stat().st_size > 0
-    assert main(["codi-train", "codi/chain", f"output_dir={run}", "num_latent=-1"]) == 2
+    assert main(["train", "codi/chain", f"output_dir={run}", "num_latent=-1"]) == 2
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen3"])

@@ -61,7 +61,7 @@ def models(tmp_path_factory):
 def test_killed_evaluation_resumes_to_the_uninterrupted_result(models, tmp_path, caplog):
     think, _ = models
     overrides = eval_overrides(think, tmp_path / "killed", *SAMPLED)
-    cmd = [PYTHON, "-m", "mentalese.cli", "eval", *overrides]
+    cmd = [PYTHON, "-m", "mentalese", "eval", *overrides]
     left = kill_after_shards(cmd, tmp_path / "killed" / "parts" / "part-*.jsonl", 12, KILL_SEED)
     assert not (tmp_path / "killed" / "predictions.jsonl").exists()
     with pytest.raises(MentaleseError, match="partial evaluation with other settings"):  # fingerprint differs

@@ -1,4 +1,4 @@
-"""Crash-safe resume: SIGKILL a real `mentalese train` / `codi-train` process, run the same command again,
+"""Crash-safe resume: SIGKILL a real `mentalese train` process (SFT and CODI recipes), run the same command again,
 and the final weights equal an uninterrupted run's (max abs diff <= 1e-6 on CPU).
 
 The kill lands at a seeded random time after the first checkpoint is complete (set
@@ -26,7 +26,7 @@ COMMON = ["max_steps=16", "save_steps=2", "per_device_train_batch_size=8", "logg
           "use_cpu=true", "warmup_steps=0", "task_options={num_steps: 2, num_examples: 256}"]
 COMMANDS = {
     "sft": (["train", "sft/chain_cot", *COMMON], ["model/model.safetensors"]),
-    "codi": (["codi-train", "codi/chain", "num_latent=2", *COMMON],
+    "codi": (["train", "codi/chain", "num_latent=2", *COMMON],
              ["model/model/model.safetensors", "model/projection.safetensors"]),
 }
 
@@ -34,7 +34,7 @@ COMMANDS = {
 def start(method: str, out: Path) -> subprocess.Popen:
     args, _ = COMMANDS[method]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    return subprocess.Popen([sys.executable, "-m", "mentalese.cli", *args, f"output_dir={out}"], env=env,
+    return subprocess.Popen([sys.executable, "-m", "mentalese", *args, f"output_dir={out}"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -66,7 +66,7 @@ def max_abs_diff(a: Path, b: Path, files: list[str]) -> float:
 @pytest.fixture(scope="module")
 def reference_runs(tmp_path_factory, one_thread):
     """Each method once without interruption (in this process: same code, one thread, same numbers)."""
-    from mentalese.cli import main
+    from mentalese.commands.cli import main
 
     runs = {}
     for method, (args, _) in COMMANDS.items():

@@ -28,6 +28,6 @@ def test_rejects_a_bad_thread_count():
 
 
 def test_demo_config_carries_a_fixed_thread_count():
-    from mentalese.demo import DemoConfig
+    from mentalese.commands.demo import DemoConfig
 
     assert DemoConfig().threads == 2  # not the machine's core count: the count changes the numbers

@@ -31,7 +31,7 @@ ESTEP = {"num_samples": 3, "max_thought_tokens": 40, "shard_size": 3, "batch_siz
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("parallel")
     think, bolt = build_think_model(root / "think"), build_bolt_model(root)
-    soft = run_checked(torchrun(2, "-m", "mentalese.cli", "eval", *eval_overrides(think, root / "soft2", *SOFT)))
+    soft = run_checked(torchrun(2, "-m", "mentalese", "eval", *eval_overrides(think, root / "soft2", *SOFT)))
     jobs = [{"eval": eval_overrides(think, root / "greedy2")}, {"estep": [str(bolt), str(root / "estep2"), ESTEP]}]
     worker = run_checked(torchrun(2, str(ROOT / "tests" / "generation_worker.py"), json.dumps(jobs)))
     return SimpleNamespace(root=root, think=think, bolt=bolt, logs=soft.stderr + worker.stderr)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mentalese.cli import main
+from mentalese.commands.cli import main
 from mentalese.config import load_config, read_yaml
 from mentalese.decoding import DecodeConfig, DiscreteStrategy, InputStrategy, SamplingConfig, StepDecision, decode
 from mentalese.decoding.soft_thinking import SoftThinkingConfig, SoftThinkingStrategy, ThinkingTracker

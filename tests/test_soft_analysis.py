@@ -10,7 +10,7 @@ import torch
 
 from mentalese.analysis.single_thread import js_divergence, logit_lens, probe_soft_thinking, rouge_l, top1_share
 from mentalese.analysis.soft_commands import pass_at_k_curve
-from mentalese.cli import main
+from mentalese.commands.cli import main
 from mentalese.decoding.soft_thinking import SoftThinkingConfig
 from mentalese.errors import MentaleseError
 from mentalese.evaluation.metrics import pass_at_k
@@ -83,12 +83,12 @@ def test_commands_write_json_and_png(model_dir, tmp_path):
               "task_options={num_steps: 2, num_examples: 20}"]
     for command, name in [("soft-js", "js"), ("soft-logit-lens", "logit_lens"), ("soft-rouge", "rouge"),
                           ("soft-passk", "passk")]:
-        assert main([command, *common]) == 0
+        assert main(["analyze", command, *common]) == 0
         assert json.loads((tmp_path / f"{name}.json").read_text())
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
     passk = json.loads((tmp_path / "passk.json").read_text())
     assert set(passk["pass_at_k"]) == {"sampling", "soft", "dirichlet", "gumbel"}
-    assert main(["soft-js", "limit=3"]) == 2  # no model: a clear error, exit code 2
+    assert main(["analyze", "soft-js", "limit=3"]) == 2  # no model: a clear error, exit code 2
 
 
 def test_eval_with_a_soft_thinking_strategy(model_dir, tmp_path):

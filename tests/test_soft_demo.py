@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from mentalese.demo import DemoConfig, run_demo
+from mentalese.commands.demo import DemoConfig, run_demo
 
 ROWS = ["Think greedy", "Think sampling", "Soft thinking", "Soft + Dirichlet", "Soft + Gumbel"]
 
@@ -44,7 +44,9 @@ def test_single_threaded_evidence(quick_soft_demo):
 def test_report_has_the_soft_section_and_plots(quick_soft_demo):
     out, report = quick_soft_demo
     text = report.read_text()
-    assert "## Soft thinking on the toy thinking model" in text and "| Soft + Gumbel |" in text
+    section = text.split("\n## Soft thinking\n\n")[1].split("\n## ")[0]
+    assert section.startswith("The soft-thinking rows decode one half-trained toy thinking model")
+    assert "| Soft + Gumbel |" in (out / "table.md").read_text() and "JS(soft, top-1)" in section
     for png in ("passk.png", "js.png", "logit_lens.png"):
         assert (out / "soft-thinking" / "analysis" / png).stat().st_size > 1000
-        assert f"soft-thinking/analysis/{png}" in text
+        assert f"soft-thinking/analysis/{png}" in section

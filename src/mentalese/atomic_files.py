@@ -42,3 +42,14 @@ def save_figure_atomic(fig, path: str | os.PathLike, **savefig_kwargs) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", **savefig_kwargs)
     return write_bytes_atomic(path, buffer.getvalue())
+
+
+def append_line_durable(path: str | os.PathLike, line: str) -> None:
+    """Append one line to a log file and flush it to disk: a crash loses at most the line being written,
+    never an earlier one (logs grow line by line, so they are appended to rather than replaced)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+        f.write(line.rstrip("\n") + "\n")
+        f.flush()
+        os.fsync(f.fileno())

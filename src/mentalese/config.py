@@ -135,7 +135,10 @@ _RANGES = {
 
 
 def load_config(cls: type[T], recipe: str | Path | None = None, overrides: list[str] | None = None) -> T:
-    values = read_yaml(recipe) if recipe else {}
+    """`cls` from a recipe YAML (its `method:` key names the recipe's family and is left out) and overrides."""
+    from mentalese.recipes import recipe_values
+
+    values = recipe_values(recipe) if recipe else {}
     values = merge(values, parse_overrides(overrides or []))
     return build_config(cls, values, where=str(recipe) if recipe else "config")
 
@@ -215,3 +218,93 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         (item_type,) = typing.get_args(tp)[:1] or (Any,)
         return [_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(items)] if item_type is not Any else items
     return value
+
+
+# --- `mentalese <verb> --help`: the config fields, read from the dataclass ---------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class FieldRow:
+    name: str  # dotted for nested dataclasses: "decode.max_new_tokens"
+    type: str  # "int", "str | None", "list[str]"
+    default: str  # rendered default; "" for an expanded nested config, "(required)" when there is none
+    help: str  # the field's metadata "help" text
+
+
+def describe_fields(cls: type) -> list[FieldRow]:
+    """One row per settable field of dataclass `cls`, nested dataclasses expanded (`decode.*`). Fields of a
+    base class from outside this package (transformers `TrainingArguments`) are left out, unless redeclared
+    here: `external_bases(cls)` names those bases."""
+    skip = {id(f) for base in external_bases(cls) for f in dataclasses.fields(base)}
+    return _field_rows(cls, "", None, skip)
+
+
+def external_bases(cls: type) -> list[type]:
+    """The dataclass bases of `cls` defined outside mentalese, outermost only (e.g. [TrainingArguments])."""
+    outside = [b for b in cls.__mro__[1:] if dataclasses.is_dataclass(b) and not b.__module__.startswith("mentalese")]
+    return [b for b in outside if not any(o is not b and issubclass(o, b) for o in outside)]
+
+
+def format_fields(cls: type) -> str:
+    """The field table that `--help` prints, and a last line for the external bases' fields."""
+    rows = describe_fields(cls)
+    width = [max([len(getattr(r, col)) for r in rows] + [4]) for col in ("name", "type", "default")]
+    width = [min(w, limit) for w, limit in zip(width, (34, 26, 24))]
+    lines = [f"  {r.name:{width[0]}}  {r.type:{width[1]}}  {r.default:{width[2]}}  {r.help}".rstrip() for r in rows]
+    for base in external_bases(cls):
+        lines.append(f"  and every {base.__module__.split('.')[0]} {base.__name__} field (see its docs)")
+    return "\n".join(lines)
+
+
+def _field_rows(cls: type, prefix: str, instance: Any, skip: set[int]) -> list[FieldRow]:
+    hints = typing.get_type_hints(cls)
+    rows = []
+    for f in dataclasses.fields(cls):
+        if not f.init or id(f) in skip:
+            continue
+        name, tp = prefix + f.name, hints[f.name]
+        if instance is not None:
+            value: Any = getattr(instance, f.name)
+        elif f.default is not dataclasses.MISSING:
+            value = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            value = f.default_factory()
+        else:
+            value = dataclasses.MISSING
+        nested = _nested_dataclass(tp)
+        expand = nested is not None and (value is None or isinstance(value, nested))
+        shown = "" if expand and value is not None else _render_default(value)
+        rows.append(FieldRow(name, _type_name(tp), shown, str(f.metadata.get("help", ""))))
+        if expand:
+            rows += _field_rows(nested, name + ".", value, set())
+    return rows
+
+
+def _nested_dataclass(tp: Any) -> type | None:
+    """The dataclass of a field typed `X` or `X | None`, else None."""
+    candidates = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
+    classes = [a for a in candidates if dataclasses.is_dataclass(a)]
+    return classes[0] if len(classes) == 1 else None
+
+
+def _type_name(tp: Any) -> str:
+    if tp is type(None):
+        return "None"
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is not None:
+        args = typing.get_args(tp)
+        base = getattr(origin, "__name__", str(origin))
+        return f"{base}[{', '.join(_type_name(a) for a in args)}]" if args else base
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def _render_default(value: Any, limit: int = 24) -> str:
+    if value is dataclasses.MISSING:
+        return "(required)"
+    plain = _plain(value)
+    if isinstance(plain, str):
+        text = repr(plain)
+    else:  # as a recipe writes it: null, true, [a, b], {k: v}
+        text = yaml.safe_dump(plain, default_flow_style=True, width=10**6).strip().removesuffix("\n...")
+    return text if len(text) <= limit else text[:limit - 3] + "..."

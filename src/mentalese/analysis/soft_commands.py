@@ -1,10 +1,9 @@
 """The soft-thinking analysis commands; each writes a JSON and a PNG into `output_dir`.
 
-    mentalese soft-js          model=runs/demo/soft-thinking/model   -> js.json, js.png
-    mentalese soft-logit-lens  model=...  mix_weights=[0.6,0.4]      -> logit_lens.json, logit_lens.png
-    mentalese soft-rouge       model=...                             -> rouge.json, rouge.png
-    mentalese soft-passk       model=...  num_samples=8              -> passk.json, passk.png
-    mentalese soft-bench       [width=768 layers=4]                  -> soft_bench.json, soft_bench.png
+    mentalese analyze soft-js      model=runs/demo/soft-thinking/model   -> js.json, js.png
+    mentalese analyze soft-logit-lens  model=...  mix_weights=[0.6,0.4]      -> logit_lens.json, logit_lens.png
+    mentalese analyze soft-rouge   model=...                             -> rouge.json, rouge.png
+    mentalese analyze soft-passk   model=...  num_samples=8              -> passk.json, passk.png
 
 Strategy names used throughout: greedy, sampling (the papers' T 0.6 / top-k 30 / top-p 0.95), soft
 (vanilla concept tokens), dirichlet, gumbel. `sampling` is the token sampling of every strategy but
@@ -18,8 +17,6 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from mentalese.analysis.single_thread import probe_soft_thinking, rouge_l, summarise_probes
 from mentalese.analysis.soft_plots import plot_bars, plot_js_by_step, plot_logit_lens, plot_pass_at_k
@@ -189,93 +186,3 @@ def run_soft_passk(cfg: SoftAnalysisConfig) -> dict[str, Any]:
     plot_pass_at_k(curves, out / "passk.png", f"pass@k, {cfg.benchmark} ({len(examples)} problems)")
     return _write(cfg, "passk", {"model": cfg.model, "num_samples": cfg.num_samples, "pass_at_k": curves,
                                  "metrics": metrics})
-
-
-@dataclass
-class SoftBenchConfig:
-    """soft-bench: seconds per decode step of soft thinking / greedy, same loop and model."""
-
-    arch: str = field(default="gpt2", metadata={"help": "random model architecture"})
-    width: int = field(default=128, metadata={"help": "hidden size"})
-    layers: int = field(default=2, metadata={"help": "layers"})
-    batch_sizes: list[int] = field(default_factory=lambda: [1, 32], metadata={"help": "batch sizes"})
-    short_steps: int = field(default=16, metadata={"help": "steps of the short run"})
-    long_steps: int = field(default=80, metadata={"help": "steps of the long run (per-step = difference)"})
-    repeats: int = field(default=5, metadata={"help": "timed repeats; the median is kept"})
-    modes: list[str] = field(default_factory=lambda: ["vanilla", "dirichlet", "gumbel"],
-                             metadata={"help": "soft modes"})
-    device: str = field(default="auto", metadata={"help": "cpu / cuda / auto"})
-    output_dir: str = field(default="runs/soft_bench", metadata={"help": "where soft_bench.json goes"})
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.short_steps < self.long_steps:
-            raise MentaleseError("need 1 <= short_steps < long_steps")
-
-
-def _median_seconds(fn, repeats: int, device: torch.device) -> float:
-    """Median time of fn() after one warm-up. On CPU: process CPU time (robust to other jobs sharing
-    the cores; run single-threaded); on CUDA: synchronised wall time."""
-    import time
-
-    clock = time.process_time if device.type == "cpu" else time.perf_counter
-    fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = clock()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(clock() - start)
-    return sorted(times)[len(times) // 2]
-
-
-def run_soft_bench(cfg: SoftBenchConfig) -> dict[str, Any]:
-    from mentalese.bench import environment
-    from mentalese.models.loading import load_model_and_tokenizer, resolve_device
-    from mentalese.models.tiny import build_tiny_model, char_tokenizer, tiny_size_overrides
-
-    device = resolve_device(cfg.device)
-    path = Path(cfg.output_dir) / "model"
-    sizes = tiny_size_overrides(cfg.arch, cfg.width, cfg.layers, heads=max(1, cfg.width // 64))
-    if cfg.arch == "gpt2":
-        sizes["n_positions"] = 1024
-    build_tiny_model(cfg.arch, char_tokenizer(extra_tokens=["<think>", "</think>"]), path, **sizes)
-    model, tok = load_model_and_tokenizer(path, dtype="float32", device=str(device))
-    # a random model may write eos at any step; forbid it so every run lasts exactly its steps
-    no_eos = torch.tensor([tok.eos_token_id], device=device)
-    model.get_output_embeddings().register_forward_hook(lambda module, args, out: out.index_fill(-1, no_eos, -1e4))
-    soft = {m: SoftThinkingConfig(mode=m, cold_stop=False, think_open="") for m in cfg.modes}
-    rows = []
-    for bs in cfg.batch_sizes:
-        prompts = [f"{i}+{i % 7}*3-{i % 5}\n" for i in range(bs)]
-
-        def per_step(strategy_factory) -> float:
-            """(time of a long run - time of a short run) / (their difference in loop steps): no prefill."""
-            times, steps_taken = {}, {}
-            for steps in (cfg.short_steps, cfg.long_steps):
-                dc = DecodeConfig(max_new_tokens=steps, batch_size=bs)
-                times[steps] = _median_seconds(lambda: decode(model, tok, prompts, dc, strategy_factory()),
-                                               cfg.repeats, device)
-                # rows may stop early on eos: the loop runs as long as its longest row
-                steps_taken[steps] = max(r.num_steps for r in decode(model, tok, prompts, dc, strategy_factory()))
-            if steps_taken[cfg.long_steps] <= steps_taken[cfg.short_steps]:
-                raise MentaleseError("rows stopped before short_steps; lower short_steps")
-            return (times[cfg.long_steps] - times[cfg.short_steps]) / (
-                steps_taken[cfg.long_steps] - steps_taken[cfg.short_steps])
-
-        greedy_s = per_step(lambda: DiscreteStrategy())
-        row = {"batch_size": bs, "greedy_step_ms": 1000 * greedy_s}
-        for m, sc in soft.items():
-            s = per_step(lambda: SoftThinkingStrategy(sc, tok))
-            row[f"{m}_step_ms"], row[f"{m}_over_greedy"] = 1000 * s, s / greedy_s
-        rows.append(row)
-    result = {"benchmark": "soft_step_overhead", "goal": "vanilla_over_greedy <= 1.05",
-              "clock": "process CPU time" if device.type == "cpu" else "wall time (cuda synchronised)",
-              "environment": environment(device), "model_parameters": sum(p.numel() for p in model.parameters()),
-              "config": dataclasses.asdict(cfg), "results": rows}
-    plot_bars({f"{m} b{r['batch_size']}": r[f"{m}_over_greedy"] for r in rows for m in cfg.modes},
-              "step time / greedy step time", Path(cfg.output_dir) / "soft_bench.png", "soft-thinking step overhead")
-    write_text_atomic(Path(cfg.output_dir) / "soft_bench.json", json.dumps(result, indent=2))
-    return result

@@ -71,8 +71,16 @@ class EvalConfig:
     decode: DecodeConfig = field(default_factory=DecodeConfig, metadata={"help": "decoding settings"})
     soft_thinking: SoftThinkingConfig | None = field(default=None, metadata={
         "help": "decode with soft thinking (vanilla/dirichlet/gumbel); see docs/soft_thinking.md"})
+    strategy: str = field(default="auto", metadata={
+        "help": "auto | token | soft_thinking | codi; auto: codi for a saved CODI model, soft_thinking when "
+                "soft_thinking.* is set, else token (plain decoding)"})
 
     def __post_init__(self) -> None:
+        from mentalese.evaluation.run import check_strategy_name
+
+        check_strategy_name(self.strategy)
+        if self.strategy == "soft_thinking" and self.soft_thinking is None:
+            self.soft_thinking = SoftThinkingConfig()  # the papers' settings; other combinations: run.resolve_strategy
         if self.num_samples < 1:
             raise MentaleseError(f"num_samples must be >= 1, got {self.num_samples}")
         if self.limit is not None and self.limit < 1:

@@ -1,7 +1,13 @@
 """`mentalese eval`: load a model and a benchmark from an `EvalConfig` and evaluate.
 
+One path for every saved model: a saved CODI directory (`codi_config.json`, methods/codi/model.py) is
+recognised by itself and decoded with its continuous thoughts (`CODIStrategy`: `decode.max_new_tokens`
+counts the n + 2 latent steps; dtype auto means float32 there, as CODI trains); any other model decodes
+token by token, or with soft thinking when `soft_thinking.*` is set. `EvalConfig.strategy` names the
+strategy outright (auto | token | soft_thinking | codi); one that does not fit the model is an error.
+
 Resumable and data-parallel through the harness's shards: rerun the same command after a crash;
-`torchrun --nproc_per_node N -m mentalese.cli eval ...` splits the shards over N processes.
+`torchrun --nproc_per_node N -m mentalese eval ...` splits the shards over N processes.
 Token sampling is `decode.*` for every strategy (soft thinking's answer phase included).
 """
 
@@ -60,19 +66,67 @@ def run_with_model(cfg: EvalConfig, load: Callable[[str], tuple], progress: bool
                     run_key=eval_run_key(cfg))
 
 
+def is_saved_codi(model: str | Path) -> bool:
+    """A directory written by `save_codi` (it holds codi_config.json)."""
+    from mentalese.methods.codi.model import CONFIG_FILE
+
+    return (Path(model) / CONFIG_FILE).is_file()
+
+
+STRATEGIES = ("auto", "token", "soft_thinking", "codi")  # EvalConfig.strategy, LoadedModel.strategy
+
+
+def check_strategy_name(name: str) -> None:
+    if name not in STRATEGIES:
+        raise MentaleseError(f"strategy must be one of {', '.join(STRATEGIES)}, got {name!r}")
+
+
+def resolve_strategy(requested: str, codi: bool, soft_thinking: bool, model: str | Path = "the model") -> str:
+    """The strategy that decodes `model` (`codi`: a saved CODI model; `soft_thinking`: its settings are
+    given): token, soft_thinking or codi. A request that does not fit is an error (module docstring)."""
+    check_strategy_name(requested)
+    if requested == "token" and soft_thinking:
+        raise MentaleseError("strategy=token but soft_thinking.* is set: drop soft_thinking or use "
+                             "strategy=soft_thinking")
+    if codi:
+        if requested not in ("auto", "codi") or soft_thinking:
+            what = "soft_thinking.*" if requested in ("auto", "codi") else f"strategy={requested}"
+            raise MentaleseError(f"{model} is a saved CODI model: {what} does not apply to it "
+                                 "(it decodes with strategy=auto or codi)")
+        return "codi"
+    if requested == "codi":
+        raise MentaleseError(f"strategy=codi needs a saved CODI model (a directory with codi_config.json); "
+                             f"{model} is not one")
+    if requested == "auto":
+        return "soft_thinking" if soft_thinking else "token"
+    return requested
+
+
+def codi_dtype(dtype: str) -> str:
+    """CODI models decode in float32 unless a dtype is named (they train in float32)."""
+    return "float32" if dtype == "auto" else dtype
+
+
 def run_eval(cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
     if not cfg.model:
         raise MentaleseError("eval needs model=<hub name or path>")
+    strategy = resolve_strategy(cfg.strategy, is_saved_codi(cfg.model), cfg.soft_thinking is not None, cfg.model)
     if cfg.soft_thinking is not None:  # before loading the model
         cfg.soft_thinking.check_sampling(cfg.decode.sampling())
 
     def load(device: str):
+        if strategy == "codi":
+            from mentalese.methods.codi.model import load_codi
+
+            codi, tokenizer = load_codi(cfg.model, dtype=codi_dtype(cfg.dtype), device=device)
+            return (codi.lm, tokenizer, codi.strategy(cfg.decode.sampling()),
+                    {"strategy": strategy, "method": "codi", "num_latent": codi.spec.num_latent})
         model, tokenizer = load_model_and_tokenizer(cfg.model, dtype=cfg.dtype, device=device)
-        strategy = None
-        if cfg.soft_thinking is not None:
+        decoding = None
+        if strategy == "soft_thinking":
             from mentalese.decoding.soft_thinking import SoftThinkingStrategy
 
-            strategy = SoftThinkingStrategy(cfg.soft_thinking, tokenizer)
-        return model, tokenizer, strategy, {}
+            decoding = SoftThinkingStrategy(cfg.soft_thinking, tokenizer)
+        return model, tokenizer, decoding, {"strategy": strategy}
 
     return run_with_model(cfg, load, progress)

@@ -10,6 +10,12 @@ Three facts about transformers' `Trainer` shape it:
   by its marker, `train_done.json`, written last, and a run killed after its last checkpoint but
   before the final save is finished from that checkpoint without training.
 - Trainer writes checkpoints from the main process only (`args.should_save`); so do we.
+
+Terminal: Trainer's own printers (a dict per log on the terminal) are replaced by `QuietLogCallback`:
+a progress bar that disappears when training ends (none when `disable_tqdm` or not a terminal) and
+every log dict appended to output_dir/train_log.jsonl, printed as well when `console.verbose()`.
+TrainingArguments sets `disable_tqdm` itself when transformers' logging is quieter than WARNING (the
+CLI makes it so): pass disable_tqdm=false for the bar.
 """
 
 from __future__ import annotations
@@ -21,12 +27,64 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from mentalese.atomic_files import write_text_atomic
+from transformers import PrinterCallback, ProgressCallback, TrainerCallback
+
+from mentalese.atomic_files import append_line_durable, write_text_atomic
+from mentalese.console import verbose
 from mentalese.errors import MentaleseError
 
 log = logging.getLogger(__name__)
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 DONE_MARKER = "train_done.json"
+TRAIN_LOG = "train_log.jsonl"
+
+
+class QuietLogCallback(TrainerCallback):
+    """A transient progress bar, and the log dicts in output_dir/train_log.jsonl (on the terminal too
+    with `-v`). Main process only."""
+
+    def __init__(self, output_dir: str | os.PathLike):
+        self.log_file = Path(output_dir) / TRAIN_LOG
+        self.bar = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        from tqdm.auto import tqdm
+
+        if state.is_world_process_zero:
+            name = "/".join(Path(args.output_dir).parts[-3:])
+            # disable=None: no bar when the output is not a terminal (logs, pipes, tests)
+            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc=f"train {name}", unit="step",
+                            leave=False, dynamic_ncols=True, disable=True if args.disable_tqdm else None)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        record = {"step": state.global_step, **{k: v for k, v in logs.items() if k != "total_flos"}}
+        append_line_durable(self.log_file, json.dumps(record, default=str))
+        if verbose():
+            shown = str({k: f"{v:.4g}" if isinstance(v, float) else v for k, v in record.items()})
+            if self.bar is not None:
+                self.bar.write(shown)
+            else:
+                print(shown, flush=True)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def quiet_trainer(trainer) -> None:
+    """Swap Trainer's terminal printers (PrinterCallback / the progress callback) for `QuietLogCallback`."""
+    from transformers.trainer import DEFAULT_PROGRESS_CALLBACK
+
+    for printer in (PrinterCallback, ProgressCallback, DEFAULT_PROGRESS_CALLBACK):
+        trainer.remove_callback(printer)
+    trainer.add_callback(QuietLogCallback(trainer.args.output_dir))
 
 
 def checkpoint_is_complete(path: str | os.PathLike) -> bool:
@@ -122,6 +180,7 @@ def train_resuming(args, build_trainer: Callable[[], tuple], save_final: Callabl
         if config is not None:
             save_config(config, out / "config.yaml")
     trainer, extra_metrics = build_trainer()
+    quiet_trainer(trainer)
     steps = planned_steps(trainer) if last else 0
     _refuse_past(last, reached, steps)  # an epoch-based run knows its steps only now
     if last and reached == steps:

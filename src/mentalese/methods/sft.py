@@ -1,8 +1,8 @@
 """CoT-SFT and No-CoT-SFT: the baselines every latent method is compared with.
 
-`SFTConfig` extends transformers `TrainingArguments` (TRL style), so every Trainer knob
-(checkpointing, resume, accelerate DDP/FSDP, logging, bf16) is available from the same YAML
-recipe. `train_sft` writes into `output_dir`:
+`SFTConfig` extends transformers `TrainingArguments` (TRL style) through the fields every training
+run shares (methods/base_config.py), so every Trainer knob (checkpointing, resume, accelerate
+DDP/FSDP, logging, bf16) is available from the same YAML recipe. `train_sft` writes into `output_dir`:
 
     config.yaml          the resolved config
     checkpoint-*/        Trainer checkpoints (training resumes from the last one)
@@ -20,52 +20,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+from transformers import DataCollatorForSeq2Seq, Trainer
 
 from mentalese.errors import MentaleseError
+from mentalese.methods.base_config import SupervisedRunFields
 from mentalese.methods.checkpoints import train_resuming
-from mentalese.methods.formatting import ANSWER_PROMPT, tokenize_sft_example
-from mentalese.models.loading import LoraSettings, apply_lora, load_model_and_tokenizer
-from mentalese.models.tiny import TINY_ARCHS, TINY_PREFIX, resolve_base_model
+from mentalese.methods.formatting import tokenize_sft_example
+from mentalese.models.loading import apply_lora, load_model_and_tokenizer
+from mentalese.models.tiny import resolve_base_model
 from mentalese.tasks.registry import get_benchmark, load_benchmark
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class SFTConfig(TrainingArguments):
-    """Supervised fine-tuning on question -> (CoT +) answer. Trainer fields keep their meaning."""
+class SFTConfig(SupervisedRunFields):
+    """Supervised fine-tuning on question -> (CoT +) answer. Model, task, LoRA: methods/base_config.py."""
 
-    model_name_or_path: str = field(
-        default="tiny-gpt2",
-        metadata={"help": "hub name or local path; 'tiny-<gpt2|llama|qwen2|qwen3>' builds a random tiny model "
-                          "with a character tokenizer (the toy task)"})
-    tiny_model_options: dict = field(default_factory=dict, metadata={"help": "config overrides for tiny models"})
-    task: str = field(default="chain", metadata={"help": "registered benchmark to train on"})
-    task_options: dict = field(default_factory=dict, metadata={"help": "generator options for synthetic tasks"})
-    train_split: str = field(default="train", metadata={"help": "split to train on"})
-    data_dir: str | None = field(default=None, metadata={"help": "benchmark data directory"})
-    train_limit: int | None = field(default=None, metadata={"help": "use only the first N training examples"})
     cot: bool = field(default=True, metadata={"help": "train with the CoT (CoT-SFT) or without (No-CoT-SFT)"})
-    answer_prompt: str = field(default=ANSWER_PROMPT, metadata={"help": "text before the final answer"})
     max_length: int = field(default=512, metadata={"help": "longer examples are skipped and counted"})
-    dtype: str = field(default="float32", metadata={"help": "model dtype: float32, bfloat16, auto"})
-    lora: LoraSettings | None = field(default=None, metadata={"help": "LoRA settings; None = full fine-tuning"})
-    resume: bool = field(default=True, metadata={"help": "resume from the last checkpoint in output_dir"})
 
     def __post_init__(self) -> None:
-        if isinstance(self.lora, dict):
-            self.lora = LoraSettings(**self.lora)
         if self.max_length < 8:
             raise MentaleseError(f"max_length must be >= 8, got {self.max_length}")
-        if self.model_name_or_path.startswith(TINY_PREFIX) and self.tiny_arch not in TINY_ARCHS:
-            raise MentaleseError(f"unknown tiny model {self.model_name_or_path!r}; "
-                                 f"choose tiny-{{{','.join(sorted(TINY_ARCHS))}}}")
         super().__post_init__()
-
-    @property
-    def tiny_arch(self) -> str:
-        return self.model_name_or_path[len(TINY_PREFIX):]
 
 
 def prepare_model(cfg: SFTConfig, special_tokens: list[str] | None = None):

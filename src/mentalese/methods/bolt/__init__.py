@@ -6,5 +6,5 @@
     mstep        continued pretraining on the thought-augmented corpus (transformers Trainer)
     config, em   `BoltConfig` and the driver: warm start, then E-step -> M-step -> evaluation per iteration
     toy, experiment, report   the CPU toy corpus, the comparison of variants, its markdown report
-    demo_rows, bench, cli_commands   the demo's BoLT rows, `mentalese bolt-bench`, the `bolt-*` commands
+    (the demo's BoLT rows and `mentalese bench bolt-estep` live in mentalese/commands/)
 """

@@ -1,7 +1,8 @@
 """`BoltConfig`: one dataclass for a BoLT run (data, teacher, E-step, M-step, evaluation).
 
-It extends transformers `TrainingArguments`, so every Trainer knob of the M-step (optimiser,
-schedule, bf16, checkpointing, accelerate/FSDP) comes from the same recipe. Paper settings
+It extends transformers `TrainingArguments` through the fields every training run shares
+(methods/base_config.py: model, tiny-model options, dtype, task), so every Trainer knob of the
+M-step (optimiser, schedule, bf16, checkpointing, accelerate/FSDP) comes from the same recipe. Paper settings
 (Ruan et al. 2025, TinyLlama-1.1B on FineMath-4+) are the defaults of the BoLT-specific fields
 and are written out in recipes/bolt/tinyllama_finemath.yaml.
 """
@@ -10,26 +11,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from transformers import TrainingArguments
-
 from mentalese.errors import MentaleseError
+from mentalese.methods.base_config import TrainRunFields, shared_field
 from mentalese.methods.bolt.estep import EStepConfig
 from mentalese.methods.bolt.synthesis import TeacherConfig
-from mentalese.models.tiny import TINY_ARCHS
 
-MODES = ("em", "teacher", "raw")
+MODES = ("em", "teacher", "raw", "synthesize")
 
 
 @dataclass
-class BoltConfig(TrainingArguments):
+class BoltConfig(TrainRunFields):
     """A BoLT run: warm start on teacher thoughts, then `em_iterations` of E-step -> M-step -> eval."""
 
+    # model and task: the shared fields of methods/base_config.py, with the paper's defaults (listed before
+    # BoLT's own fields, where the base puts them)
+    model_name_or_path: str = shared_field("model_name_or_path", "TinyLlama/TinyLlama_v1.1",
+                                           note="the base model; paper: TinyLlama-1.1B")
+    dtype: str = shared_field("dtype", "auto", note="paper: bf16")
+    task: str = shared_field("task", "math", note="evaluated on; training reads `corpus`")
+
     mode: str = field(default="em", metadata={"help": "em: warm start + EM | teacher: warm start only | raw: "
-                                                       "train on the raw corpus (baseline)"})
-    model_name_or_path: str = field(default="TinyLlama/TinyLlama_v1.1", metadata={
-        "help": "base model (paper: TinyLlama-1.1B); 'tiny-<arch>' builds a random char-level model"})
-    tiny_model_options: dict = field(default_factory=dict, metadata={"help": "config overrides for tiny models"})
-    dtype: str = field(default="auto", metadata={"help": "model dtype (paper: bf16)"})
+                                                       "train on the raw corpus (baseline) | synthesize: only "
+                                                       "write the teacher thoughts (cached)"})
     corpus: str = field(default="", metadata={"help": "JSONL with a 'text' field (and optional 'id'), or "
                                                         "'toy-chain' for the built-in toy corpus"})
     corpus_limit: int | None = field(default=None, metadata={"help": "first N documents only"})
@@ -47,8 +50,6 @@ class BoltConfig(TrainingArguments):
     restart_from_base: bool = field(default=True, metadata={"help": "each M-step starts from the base model "
                                                                      "(paper) instead of the previous iterate"})
     estep: EStepConfig = field(default_factory=EStepConfig, metadata={"help": "E-step settings"})
-    task: str = field(default="math", metadata={"help": "registered benchmark for evaluation"})
-    task_options: dict = field(default_factory=dict, metadata={"help": "options of synthetic benchmarks"})
     eval_split: str = field(default="test", metadata={"help": "evaluation split"})
     eval_limit: int | None = field(default=None, metadata={"help": "first N evaluation problems"})
     eval_prompt: str = field(default="Problem: {question}\nSolution: ", metadata={
@@ -63,9 +64,7 @@ class BoltConfig(TrainingArguments):
         if isinstance(self.estep, dict):
             self.estep = EStepConfig(**self.estep)
         if self.mode not in MODES:
-            raise MentaleseError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.model_name_or_path.startswith("tiny-") and self.model_name_or_path[5:] not in TINY_ARCHS:
-            raise MentaleseError(f"unknown tiny model {self.model_name_or_path!r}")
+            raise MentaleseError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if not 0 <= self.prior_probability <= 1:
             raise MentaleseError(f"prior_probability must be in [0, 1], got {self.prior_probability}")
         if self.seq_len < 16 or self.em_iterations < 0 or self.chunk_max_sentences < 1:

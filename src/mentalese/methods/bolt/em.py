@@ -6,11 +6,12 @@
       iter_<i>/    estep/ (shards + manifest, proposals from iteration i-1's model), mstep/, eval/, done.json
       summary.json one row per iteration: accuracy, E-step ELBO and counts
 
+mode=synthesize runs the teacher stage alone (teacher/; `synthesize_teacher`), for a later run to reuse.
 Every stage leaves a completion marker (manifest shards, mstep/train_done.json, eval/metrics.json,
 iter_*/done.json); a rerun of the same command skips finished stages and resumes the rest.
 Documents with teacher thoughts keep them in every iteration; the E-step infers the others.
 
-Several processes (`torchrun --nproc_per_node N -m mentalese.cli bolt-em ...`): every process runs
+Several processes (`torchrun --nproc_per_node N -m mentalese train <bolt recipe> ...`): every process runs
 `run_bolt`. The main process alone writes files (config, base model, teacher thoughts, done
 markers, summary) and the others wait at a barrier before they read them; whether a stage is
 finished is decided once, by the main process, and broadcast, so every process takes the same
@@ -125,15 +126,21 @@ def teacher_thoughts(cfg: BoltConfig, documents: Sequence[Sequence[Chunk]], out:
     return thoughts if thoughts is not None else json.loads(path.read_text())
 
 
-def eval_prompt(cfg: BoltConfig, tokenizer, latent: bool) -> str:
-    """Template: BOS (when the tokenizer does not add one) + few-shot + prompt [+ SOL <|prior|>]."""
+def prompt_layout(tokenizer, template: str, latent: bool) -> str:
+    """BOS (when the tokenizer does not add one) + `template` [+ SOL <|prior|>: a latent model writes its
+    thought first, then EOL and the answer, in prior order]."""
     bos = tokenizer.bos_token or ""
     adds_bos = bos and tokenizer("a")["input_ids"][:1] == [tokenizer.bos_token_id]
+    return ("" if adds_bos else bos) + template + (SOL + PRIOR if latent else "")
+
+
+def eval_prompt(cfg: BoltConfig, tokenizer, latent: bool) -> str:
+    """Template: BOS (when the tokenizer does not add one) + few-shot + prompt [+ SOL <|prior|>]."""
     shots = ""
     if cfg.eval_few_shot:
         for ex in load_benchmark(cfg.task, "train", limit=cfg.eval_few_shot, **cfg.task_options):
             shots += render_prompt(cfg.eval_prompt, ex.question) + f"{ex.cot_text()} The answer is: {ex.answer}\n\n"
-    return ("" if adds_bos else bos) + shots + cfg.eval_prompt + (SOL + PRIOR if latent else "")
+    return prompt_layout(tokenizer, shots + cfg.eval_prompt, latent)
 
 
 def evaluate_model(cfg: BoltConfig, model_dir: Path, out_dir: Path, latent: bool,
@@ -168,9 +175,35 @@ def _mstep(cfg: BoltConfig, init: Path, documents, thoughts: dict, out: Path, se
     return train_on_corpus(cfg, init, rows, out, dtype=cfg.dtype, counts=counts)
 
 
+def synthesize_teacher(cfg: BoltConfig) -> dict:
+    """mode=synthesize: the teacher thoughts of the corpus alone (output_dir/teacher, cached), the stage a
+    later run with the same output_dir reuses. Returns the counts."""
+    docs, skipped = chunk_corpus(load_documents(cfg), cfg.chunk_mean_sentences, cfg.chunk_max_sentences)
+    docs = docs if cfg.teacher_docs is None else docs[:cfg.teacher_docs]
+    procs = bolt_processes(cfg)  # under a multi-process launch the main process asks the teacher
+    thoughts = teacher_thoughts(cfg, docs, Path(cfg.output_dir), procs)
+    return {"documents": len(docs), "skipped_empty_documents": skipped, "thoughts": len(thoughts),
+            "chunks": sum(len(d) for d in docs), "output": f"{cfg.output_dir}/teacher"}
+
+
+def result_dir(cfg: BoltConfig) -> Path:
+    """Where the run's result lies: the last model run_bolt trains (teacher/ for mode=synthesize)."""
+    out = Path(cfg.output_dir)
+    if cfg.mode == "synthesize":
+        return out / "teacher"
+    if cfg.mode == "raw":
+        return out / "iter_0" / "mstep" / "model"
+    if cfg.mode == "em" and cfg.em_iterations > 0:
+        return out / f"iter_{cfg.em_iterations}" / "mstep" / "model"
+    return Path(cfg.warm_start_model) if cfg.warm_start_model else out / "iter_0" / "mstep" / "model"
+
+
 def run_bolt(cfg: BoltConfig) -> dict:
     """Run (or resume) a BoLT experiment; returns the summary (also written to summary.json).
-    Under a multi-process launch every process calls this and gets the same summary."""
+    Under a multi-process launch every process calls this and gets the same summary.
+    mode=synthesize runs the teacher stage alone and returns its counts (`synthesize_teacher`)."""
+    if cfg.mode == "synthesize":
+        return synthesize_teacher(cfg)
     procs = bolt_processes(cfg)
     out = Path(cfg.output_dir)
     if procs.is_main:

@@ -1,6 +1,6 @@
 """The BoLT toy experiment: raw-only vs teacher warm start vs EM (K=1, K=4, uniform control).
 
-    mentalese bolt-toy [output_dir=runs/bolt_toy] [iterations=3] [seeds=[0,1,2]] [quick=true]
+    mentalese demo bolt-toy [output_dir=runs/bolt_toy] [iterations=3] [seeds=[0,1,2]] [quick=true]
 
 Every variant is a `run_bolt` run of the recipe bolt/toy_chain with a few overrides, in its own
 folder; the EM variants share the teacher run's warm-start model. At equal raw data:

@@ -33,39 +33,59 @@ def results_table(rows: list[dict]) -> str:
 
 
 def plot_curves(rows: list[dict], path: Path) -> None:
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    """Three panels (accuracy, proposer ELBO, thought quality) and one legend under them."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    xs: tuple[list, list, list] = ([], [], [])  # the iterations drawn on each panel
     teacher = next((r for r in rows if r["variant"] == "teacher"), None)
     for variant in dict.fromkeys(r["variant"] for r in rows):
         its = [r for r in rows if r["variant"] == variant]
         if variant.startswith(("em", "uniform")):
             its = ([teacher] if teacher else []) + its
-            axes[0].plot([r["iteration"] for r in its], [100 * r["accuracy"] for r in its], marker="o", label=its[-1]["label"])
             em = [r for r in its if "proposer_elbo_k1" in r]  # k = 1: the one bound every K has
-            axes[1].plot([r["iteration"] - 1 for r in em], [r["proposer_elbo_k1"] for r in em], marker="o",
-                         label=its[-1]["label"])
-            line, = axes[2].plot([r["iteration"] for r in em], [100 * r.get("selected_correct", math.nan) for r in em],
+            panel_xs = ([r["iteration"] for r in its], [r["iteration"] - 1 for r in em], [r["iteration"] for r in em])
+            for x, new in zip(xs, panel_xs):
+                x.extend(new)
+            axes[0].plot(panel_xs[0], [100 * r["accuracy"] for r in its], marker="o", label=its[-1]["label"])
+            axes[1].plot(panel_xs[1], [r["proposer_elbo_k1"] for r in em], marker="o", label=its[-1]["label"])
+            line, = axes[2].plot(panel_xs[2], [100 * r.get("selected_correct", math.nan) for r in em],
                                  marker="o", label=its[-1]["label"])
-            axes[2].plot([r["iteration"] for r in em], [100 * r.get("selected_result_correct", math.nan) for r in em],
+            axes[2].plot(panel_xs[2], [100 * r.get("selected_result_correct", math.nan) for r in em],
                          marker="x", linestyle=":", color=line.get_color())
         elif variant.startswith("raw"):
             axes[0].axhline(100 * its[0]["accuracy"], linestyle="--", color="gray" if "compute" in variant else "k",
                             label=its[0]["label"])
-    axes[0].set(xlabel="EM iteration (0 = warm start)", ylabel="test accuracy (%)", title="accuracy")
+    axes[0].set(xlabel="EM iteration (0 = warm start)", ylabel="test accuracy (%)", title="test accuracy")
     axes[1].set(xlabel="model (0 = warm start)", ylabel="ELBO k=1 (nats / chunk)", title="E-step ELBO of the proposer")
-    axes[2].set(xlabel="EM iteration", ylabel="selected thoughts (%)",
-                title="thought quality: exact (o), right result (x)")
-    for ax in axes:
-        ax.xaxis.get_major_locator().set_params(integer=True)
+    axes[2].set(xlabel="EM iteration", ylabel="selected thoughts (%)", title="selected thoughts: exact (o), right result (x)")
+    for ax, x in zip(axes, xs):
+        _integer_ticks(ax, x)
         ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
-    fig.tight_layout()
+    for ax in (axes[0], axes[2]):  # percentages: from 0, with room above the highest point
+        top = max([y for line in ax.get_lines() for y in line.get_ydata() if math.isfinite(y)], default=0)
+        upper = max(10, 1.15 * top)
+        ax.set_ylim(-0.04 * upper, upper)  # a point at 0 stays whole
+    if not any(math.isfinite(y) for line in axes[1].get_lines() for y in line.get_ydata()):
+        axes[1].text(0.5, 0.5, "undefined: no chunk with\nall its proposals closed", ha="center", va="center",
+                     transform=axes[1].transAxes, color="gray")
+        axes[1].set_yticks([])
+    handles, labels = axes[0].get_legend_handles_labels()  # every variant is on the accuracy panel
+    if handles:  # one legend under the panels, never over a line
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(handles), 6), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.1 if handles else 0, 1, 1))
     save_figure_atomic(fig, path, dpi=110)
     plt.close(fig)
 
 
+def _integer_ticks(ax, xs) -> None:
+    """Ticks at the iterations drawn (whole numbers), also when a panel has a single point."""
+    xs = sorted(set(xs))
+    if xs:
+        ax.set_xticks(xs)
+        ax.set_xlim(min(xs) - 0.3, max(xs) + 0.3)
+
+
 def reproduce_command(cfg) -> str:
-    """The `mentalese bolt-toy` command line of `cfg` (a ToyExperimentConfig): recipe, variants and
+    """The `mentalese demo bolt-toy` command line of `cfg` (a ToyExperimentConfig): recipe, variants and
     overrides are written whenever they differ from the defaults, as JSON lists (valid YAML flow, so
     items like `tiny_model_options={}` survive), each argument shell-quoted."""
     from mentalese.methods.bolt.experiment import ToyExperimentConfig
@@ -83,7 +103,7 @@ def reproduce_command(cfg) -> str:
         args.append(f"seeds={json.dumps(list(cfg.seeds))}")
     if cfg.quick:
         args.append("quick=true")
-    return " ".join(["mentalese", "bolt-toy"] + [shlex.quote(a) for a in args])
+    return " ".join(["mentalese", "demo", "bolt-toy"] + [shlex.quote(a) for a in args])
 
 
 def write_toy_report(cfg, out: Path, rows: list[dict]) -> Path:
@@ -146,7 +166,7 @@ def seeds_table(rows: list[dict], seeds: list[int]) -> str:
 
 def plot_seeds(rows: list[dict], path: Path) -> None:
     """Accuracy by EM iteration: the mean over seeds (line) and every seed (dots); raw-only means dashed."""
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = plt.subplots(figsize=(8.5, 3.6))
     teacher = [r for r in rows if r["variant"] == "teacher"]
     for variant in dict.fromkeys(r["variant"] for r in rows):
         its = [r for r in rows if r["variant"] == variant]
@@ -164,7 +184,7 @@ def plot_seeds(rows: list[dict], path: Path) -> None:
     ax.set(xlabel="EM iteration (0 = warm start)", ylabel="test accuracy (%)",
            title="BoLT toy: mean over seeds (line), each seed (dots)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     save_figure_atomic(fig, path, dpi=110)
     plt.close(fig)

@@ -8,39 +8,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from transformers import TrainingArguments
-
 from mentalese.errors import MentaleseError
-from mentalese.methods.formatting import ANSWER_PROMPT
+from mentalese.methods.base_config import SupervisedRunFields, shared_field
 from mentalese.models.loading import LoraSettings
-from mentalese.models.tiny import TINY_ARCHS
 
-TINY_PREFIX = "tiny-"
 DISTILL_LOSSES = ("smooth_l1", "l1", "l2")
 
 
 @dataclass
-class CODIConfig(TrainingArguments):
+class CODIConfig(SupervisedRunFields):
     """CODI training: one LM is teacher (explicit CoT) and student (continuous thoughts) at once."""
 
-    # --- model and data (as in SFTConfig) ---
-    model_name_or_path: str = field(
-        default="tiny-gpt2",
-        metadata={"help": "hub name or local path; 'tiny-<gpt2|llama|qwen2|qwen3>' builds a random tiny model "
-                          "with a character tokenizer (the toy task)"})
-    tiny_model_options: dict = field(default_factory=dict, metadata={"help": "config overrides for tiny models"})
-    task: str = field(default="chain", metadata={"help": "registered benchmark to train on"})
-    task_options: dict = field(default_factory=dict, metadata={"help": "generator options for synthetic tasks"})
-    train_split: str = field(default="train", metadata={"help": "split to train on"})
-    data_dir: str | None = field(default=None, metadata={"help": "benchmark data directory"})
-    train_limit: int | None = field(default=None, metadata={"help": "use only the first N training examples"})
+    # --- model and data: the shared fields of methods/base_config.py, with CODI's notes ---
     max_length: int = field(default=256, metadata={"help": "max tokens per piece (question, CoT, answer); "
                                                            "longer examples are skipped and counted (official: 256)"})
-    dtype: str = field(default="float32", metadata={"help": "model dtype: float32, bfloat16, auto"})
-    lora: LoraSettings | None = field(default=None, metadata={
-        "help": "LoRA settings; None = full fine-tuning. Official: r=128, alpha=32, dropout 0.1 (GPT-2: c_attn, "
-                "c_proj, c_fc; Llama: q,k,v,o,gate,up,down projections)"})
-    resume: bool = field(default=True, metadata={"help": "resume from the last checkpoint in output_dir"})
+    lora: LoraSettings | None = shared_field("lora", note="official: r=128, alpha=32, dropout 0.1; GPT-2: c_attn, "
+                                                          "c_proj, c_fc; Llama: q,k,v,o,gate,up,down projections")
 
     # --- continuous thoughts ---
     num_latent: int = field(default=6, metadata={"help": "continuous thoughts n (6 in every published run; 0 allowed)"})
@@ -83,15 +66,12 @@ class CODIConfig(TrainingArguments):
     include_last_cot: bool = field(default=False, metadata={
         "help": "keep the last CoT step in the teacher's CoT (official: dropped; keeping it gives 31.7 vs 43.7)"})
     cot_step_separator: str = field(default=" ", metadata={"help": "joins CoT steps in the teacher text"})
-    answer_prompt: str = field(default=ANSWER_PROMPT, metadata={"help": "text before the final answer "
-                                                                         "(official: 'The answer is:')"})
+    answer_prompt: str = shared_field("answer_prompt", note="official: 'The answer is:'")
     drop_non_numeric_answers: bool = field(default=False, metadata={
         "help": "skip (and count) examples whose answer does not start with a digit (official scripts do this, "
                 "which also drops negative answers); off unless a recipe sets it"})
 
     def __post_init__(self) -> None:
-        if isinstance(self.lora, dict):
-            self.lora = LoraSettings(**self.lora)
         if self.num_latent < 0:
             raise MentaleseError(f"num_latent must be >= 0, got {self.num_latent}")
         if self.distill_loss not in DISTILL_LOSSES:
@@ -106,9 +86,6 @@ class CODIConfig(TrainingArguments):
             raise MentaleseError(f"max_length must be >= 4, got {self.max_length}")
         if self.bot_token == self.eot_token:
             raise MentaleseError("bot_token and eot_token must differ")
-        if self.model_name_or_path.startswith(TINY_PREFIX) and self.tiny_arch not in TINY_ARCHS:
-            raise MentaleseError(f"unknown tiny model {self.model_name_or_path!r}; "
-                                 f"choose tiny-{{{','.join(sorted(TINY_ARCHS))}}}")
         self.remove_unused_columns = False  # the CODI collator needs every column
         if self.ddp_find_unused_parameters is None:
             # DDP must be told when a trainable module gets no gradient: only the projection without thoughts.
@@ -116,10 +93,6 @@ class CODIConfig(TrainingArguments):
             # num_latent thoughts, decoder), so the cheaper setting is safe (tests/test_distributed.py).
             self.ddp_find_unused_parameters = self.use_projection and self.num_latent == 0
         super().__post_init__()
-
-    @property
-    def tiny_arch(self) -> str:
-        return self.model_name_or_path[len(TINY_PREFIX):]
 
     @property
     def special_tokens_trainable(self) -> bool:

@@ -10,7 +10,7 @@ Prompts are the benchmark's plain prompts; the strategy adds the rest, one forwa
 So a prompt costs n+2 latent steps before the first visible token (`max_new_tokens` counts them),
 the thought at step 1 comes from the <bot> position as in the official code, and batching, left
 padding, masks, position ids and the KV cache are the loop's. `record_thoughts=True` keeps each
-thought's last hidden state before the projection (for `mentalese codi-probe`). Sampling settings
+thought's last hidden state before the projection (for `mentalese analyze codi-probe`). Sampling settings
 come from the decode config (`decode.do_sample/temperature/...`, bound by `decode()`) and apply to the
 answer tokens; the latent steps sample nothing, so no setting is left unused.
 """

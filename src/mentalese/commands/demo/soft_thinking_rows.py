@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mentalese.analysis.plots import read_loss_curve
 from mentalese.analysis.soft_commands import (
@@ -24,17 +25,21 @@ from mentalese.analysis.soft_commands import (
     run_soft_logit_lens,
 )
 from mentalese.analysis.soft_plots import plot_pass_at_k
+from mentalese.atomic_files import write_text_atomic
+from mentalese.commands.demo.shared import RowResult, test_examples
+from mentalese.commands.demo.sft_rows import PROGRESS_BAR
 from mentalese.config import load_config
-from mentalese.demo import DemoConfig, DemoRow, RowResult, register_row, test_examples
 from mentalese.evaluation.harness import evaluate
 from mentalese.methods.sft import SFTConfig
 from mentalese.methods.thinking_toy import THINK_PROMPT, train_thinking_model
 from mentalese.models.loading import load_model_and_tokenizer
 from mentalese.recipes import resolve_recipe
 from mentalese.tasks.registry import get_benchmark
-from mentalese.atomic_files import write_text_atomic
 
-ROWS = {"greedy": "Think greedy", "sampling": "Think sampling", "soft": "Soft thinking",
+if TYPE_CHECKING:
+    from mentalese.commands.demo.run import DemoConfig
+
+DECODINGS = {"greedy": "Think greedy", "sampling": "Think sampling", "soft": "Soft thinking",
         "dirichlet": "Soft + Dirichlet", "gumbel": "Soft + Gumbel"}
 
 
@@ -49,8 +54,7 @@ def thinking_model(cfg: DemoConfig, run_dir: Path) -> tuple[Path, float | None]:
         return model_dir, float(seconds_file.read_text()) if seconds_file.exists() else None
     sft = load_config(SFTConfig, resolve_recipe("sft/chain_cot"), [
         f"output_dir={run_dir}", f"model_name_or_path=tiny-{cfg.arch}", f"max_steps={max(1, cfg.train_steps // 2)}",
-        f"seed={cfg.seed}", f"task_options={json.dumps(cfg.task_options('train'))}", "save_steps=100000",
-        "disable_tqdm=true"])
+        f"seed={cfg.seed}", f"task_options={json.dumps(cfg.task_options('train'))}", "save_steps=100000", PROGRESS_BAR])
     start = time.perf_counter()
     train_thinking_model(sft)
     seconds = time.perf_counter() - start
@@ -66,7 +70,7 @@ def soft_thinking_rows(cfg: DemoConfig, run_dir: Path) -> list[RowResult]:
     analysis = SoftAnalysisConfig(model=str(model_dir), prompt=THINK_PROMPT, max_new_tokens=64, batch_size=128,
                                   num_samples=num_samples, seed=cfg.seed, output_dir=str(run_dir / "analysis"))
     results, curves = [], {}
-    for name, label in ROWS.items():
+    for name, label in DECODINGS.items():
         n = 1 if name == "greedy" else num_samples
         eval_dir = run_dir / f"eval_{name}"
         decode_config, strategy = decoding_for(name, analysis, tokenizer)
@@ -97,9 +101,7 @@ def mean_thinking_tokens(predictions_file: Path) -> float:
 def report_section(run_dir: Path, js: dict, lens: dict, num_problems: int) -> str:
     rel = run_dir.name + "/analysis"
     mean, share = js["mean"], lens["share_top1"]
-    return f"""## Soft thinking on the toy thinking model
-
-The `soft-thinking` rows share one model trained to write `<think>steps</think>` before the answer,
+    return f"""The `soft-thinking` rows share one model trained to write `<think>steps</think>` before the answer,
 decoded five ways on {num_problems} test problems (see docs/soft_thinking.md).
 
 ![pass@k]({rel}/passk.png)
@@ -119,6 +121,3 @@ the top-1 path by layer (embeddings first) {', '.join(f'{s:.2f}' for s in share)
 ![logit lens]({rel}/logit_lens.png)
 """
 
-
-register_row(DemoRow("soft-thinking", "a toy model that thinks in <think>; greedy, sampling, soft, Dirichlet, "
-                     "Gumbel decoding", soft_thinking_rows))
