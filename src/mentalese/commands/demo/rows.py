@@ -35,9 +35,10 @@ FAMILIES: dict[str, Family] = {
         "scratch on this task, against the majority-answer floor; they say nothing about pretrained models or "
         "natural-language problems.")),
     "codi": Family("CODI", (
-        "The CODI row shows that the cot-sft model, distilled into a few continuous thoughts (with the "
-        "per-thought result loss this library adds to CODI), answers in a handful of generated tokens; it does "
-        "not reproduce the paper's GSM8k numbers, and its ablations run only with codi_ablations=true.")),
+        "The CODI row shows whether the cot-sft model, distilled into a few continuous thoughts (with the "
+        "per-thought result loss this library adds to CODI), still answers while generating far fewer tokens; it "
+        "does not reproduce the paper's GSM8k numbers, it is not robust to the seed at demo size (docs/LOG.md), "
+        "and the quick setting's 150 steps are too few for it to learn the task.")),
     "soft": Family("Soft thinking", (
         "The soft-thinking rows decode one half-trained toy thinking model five ways and show how pass@1 and "
         "pass@k differ between token sampling and the soft-thinking variants, and that a concept token acts "
