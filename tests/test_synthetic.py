@@ -64,3 +64,51 @@ def test_registry_passes_generator_options():
 def test_bad_options(kwargs, message):
     with pytest.raises(MentaleseError, match=message):
         generate_chain(**kwargs)
+
+
+def solve_premises(question: str, modulus: int) -> int:
+    """Evaluate a shuffled-premise question by following the names (independent of the generator)."""
+    *premises, target = question.split(";")
+    defs = dict(p.split("=") for p in premises)
+    ops = {"+": lambda x, y: x + y, "-": lambda x, y: x - y, "*": lambda x, y: x * y}
+
+    def value(name: str) -> int:
+        expr = defs[name]
+        left, op, right = expr[0], expr[1], expr[2:]
+        base = value(left) if left.isalpha() else int(left)
+        return ops[op](base, int(right)) % modulus
+
+    return value(target.rstrip("?"))
+
+
+def test_shuffled_premises_keep_steps_and_answers():
+    plain = generate_chain("test", num_examples=100, num_steps=4)
+    shuffled = generate_chain("test", num_examples=100, num_steps=4, shuffle_premises=True)
+    assert [e.meta["chain"] for e in shuffled] == [e.question for e in plain]  # same chains, same order
+    assert [e.cot_steps for e in shuffled] == [e.cot_steps for e in plain]
+    for ex in shuffled:
+        assert int(ex.answer) == solve_premises(ex.question, 10)
+        assert ex.question.endswith(";d?") and ex.question.count(";") == 4
+    firsts = {ex.question.split(";")[0][0] for ex in shuffled}
+    assert len(firsts) == 4, "the first listed premise must vary: no fixed position pattern"
+
+
+def test_hand_checked_shuffled_question():
+    import random
+
+    from mentalese.tasks.synthetic import shuffled_premises
+
+    q = shuffled_premises("7+5*3-4", random.Random(0))
+    assert sorted(q[:-3].split(";")) == ["a=7+5", "b=a*3", "c=b-4"] and q.endswith(";c?")
+    assert solve_premises(q, 10) == 2
+
+
+def test_mixed_chain_lengths():
+    exs = generate_chain("train", num_examples=300, num_steps=[1, 3, 6])
+    lengths = {len(e.cot_steps) for e in exs}
+    assert lengths == {1, 3, 6}
+    assert all(e.meta["num_steps"] == len(e.cot_steps) for e in exs)
+    with pytest.raises(MentaleseError, match="num_steps"):
+        generate_chain("train", num_examples=5, num_steps=[])
+    with pytest.raises(MentaleseError, match="num_steps"):
+        generate_chain("train", num_examples=5, num_steps=[2, 30])
