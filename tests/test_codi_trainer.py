@@ -35,8 +35,8 @@ def trained(tmp_path_factory):
 def test_training_lowers_every_loss_part_and_saves(trained):
     logs = [h for h in log_history(trained) if "loss" in h]
     assert logs[-1]["loss"] < 0.6 * logs[0]["loss"]
-    assert {"student_ce", "teacher_ce", "distill", "thought_ce"} <= set(logs[0])
-    for part in ("student_ce", "teacher_ce", "thought_ce"):  # the chain recipe turns the thought loss on
+    assert {"student_ce", "teacher_ce", "distill", "step_ce"} <= set(logs[0])
+    for part in ("student_ce", "teacher_ce", "step_ce"):  # the chain recipe turns the result-token loss on
         assert logs[-1][part] < logs[0][part], part
     metrics = json.loads((trained / "train_metrics.json").read_text())
     assert metrics["train_examples"] == 400 and metrics["resumed_from"] is None

@@ -20,7 +20,7 @@ def test_mean_and_range_by_hand():
 
 
 def test_thought_drop_reads_the_tool_summary():
-    assert thought_drop({"summary": {"kept": {"accuracy": 0.9}, "swap": {"accuracy": 0.4}}}, "swap") == pytest.approx(0.5)
+    assert thought_drop({"kept": {"accuracy": 0.9}, "swap": {"accuracy": 0.4}}, "swap") == pytest.approx(0.5)
     assert thought_drop(None, "swap") is None
 
 

@@ -45,5 +45,5 @@ def test_family_from_the_key_or_the_folder(tmp_path):
         recipe_family(silent)
     odd = tmp_path / "odd.yaml"
     odd.write_text("method: grpo\n")
-    with pytest.raises(MentaleseError, match="method: grpo; choose one of sft, codi, bolt, eval"):
+    with pytest.raises(MentaleseError, match="method: grpo; choose one of sft, codi, bolt, icot, coconut, eval"):
         train_config(odd)

@@ -13,6 +13,7 @@ Overrides are `key=value` strings as on the command line, or a mapping (nested, 
 
 What `load` recognises, from the files of a saved model:
 - codi: a `save_codi` directory (codi_config.json); decodes with its continuous thoughts (CODIStrategy).
+- coconut: a `save_coconut` directory (coconut_config.json); decodes with its thoughts (CoconutStrategy).
 - bolt: a model whose tokenizer has the four BoLT tokens (<|start_of_latent|>, ...) and that is not the
   raw baseline of a BoLT run (whose config.yaml, up to three folders above, says mode: raw). It decodes
   token by token; its prompts take the layout its M-step trained: `prompt_template(t)` is
@@ -56,9 +57,23 @@ def _train_bolt(cfg) -> Path:
     return result_dir(cfg)
 
 
+def _train_icot(cfg) -> Path:
+    from mentalese.methods.icot.trainer import train_icot
+
+    return train_icot(cfg)
+
+
+def _train_coconut(cfg) -> Path:
+    from mentalese.methods.coconut.trainer import train_coconut
+
+    return train_coconut(cfg)
+
+
 def _families() -> dict[str, Command]:
     from mentalese.methods.bolt.config import BoltConfig
+    from mentalese.methods.coconut.config import CoconutConfig
     from mentalese.methods.codi.config import CODIConfig
+    from mentalese.methods.icot.config import ICoTConfig
     from mentalese.methods.sft import SFTConfig
 
     return {
@@ -66,6 +81,10 @@ def _families() -> dict[str, Command]:
         "codi": Command(CODIConfig, _train_codi, "CODI (continuous CoT by self-distillation); returns the model dir"),
         "bolt": Command(BoltConfig, _train_bolt, "BoLT: warm start + EM (mode=em|teacher|raw), or the teacher "
                                                  "thoughts alone (mode=synthesize); returns the last model dir"),
+        "icot": Command(ICoTConfig, _train_icot, "iCoT-SI (stepwise internalization: CoT tokens removed from the "
+                                                 "left during fine-tuning); returns the model dir (a plain LM)"),
+        "coconut": Command(CoconutConfig, _train_coconut, "Coconut (continuous thoughts, stage curriculum); "
+                                                          "returns the model dir (output_dir/model)"),
     }
 
 
@@ -160,14 +179,16 @@ class LoadedModel:
 
     model: Any  # the causal LM the decode loop runs (CODI: the LM inside `codi`)
     tokenizer: Any
-    kind: str  # "plain" | "codi" | "bolt"
+    kind: str  # "plain" | "codi" | "coconut" | "bolt"
     path: str
     codi: Any = None  # the CODIModel (kind "codi"): projection, <bot>/<eot> ids, spec
+    coconut: Any = None  # the CoconutModel (kind "coconut"): token ids, spec
     stop_token_ids: list[int] = field(default_factory=list)  # stop ids every decode adds (bolt: SOL)
 
     def strategy(self, name: str = "auto", soft_thinking=None, record_thoughts: bool = False):
-        """The InputStrategy for this model: name auto | token | soft_thinking | codi (as EvalConfig.strategy);
-        `soft_thinking`: a SoftThinkingConfig or a mapping of its fields; `record_thoughts`: CODI only."""
+        """The InputStrategy for this model: name auto | token | soft_thinking | codi | coconut (as
+        EvalConfig.strategy); `soft_thinking`: a SoftThinkingConfig or a mapping of its fields;
+        `record_thoughts`: CODI and Coconut only."""
         from mentalese.decoding.soft_thinking import SoftThinkingConfig, SoftThinkingStrategy
         from mentalese.decoding.strategies import DiscreteStrategy
         from mentalese.evaluation.run import check_strategy_name, resolve_strategy
@@ -177,11 +198,13 @@ class LoadedModel:
         check_strategy_name(name)
         if name == "soft_thinking" and soft_thinking is None:
             soft_thinking = SoftThinkingConfig()  # the papers' settings, as EvalConfig takes them
-        chosen = resolve_strategy(name, self.kind == "codi", soft_thinking is not None, self.path)
-        if record_thoughts and chosen != "codi":
-            raise MentaleseError("record_thoughts applies to CODI models only")
-        if chosen == "codi":
-            return self.codi.strategy(record_thoughts=record_thoughts)
+        latent_kind = self.kind if self.kind in ("codi", "coconut") else None
+        chosen = resolve_strategy(name, latent_kind, soft_thinking is not None, self.path)
+        if record_thoughts and chosen not in ("codi", "coconut"):
+            raise MentaleseError(f"record_thoughts applies to CODI models only (and Coconut ones), "
+                                 f"not to strategy={chosen}")
+        if chosen in ("codi", "coconut"):
+            return getattr(self, chosen).strategy(record_thoughts=record_thoughts)
         if chosen == "soft_thinking":
             return SoftThinkingStrategy(soft_thinking, self.tokenizer)
         return DiscreteStrategy()
@@ -217,7 +240,7 @@ class LoadedModel:
 
 def load(path: str | Path, device: str = "auto", dtype: str = "auto") -> LoadedModel:
     """Load a saved model (a local directory or a hub name) and recognise its kind (module docstring)."""
-    from mentalese.evaluation.run import codi_dtype, is_saved_codi
+    from mentalese.evaluation.run import codi_dtype, is_saved_coconut, is_saved_codi
     from mentalese.methods.bolt.data_format import BOLT_TOKENS, BoltTokenIds
     from mentalese.models.loading import load_model_and_tokenizer
 
@@ -226,6 +249,11 @@ def load(path: str | Path, device: str = "auto", dtype: str = "auto") -> LoadedM
 
         codi, tokenizer = load_codi(path, dtype=codi_dtype(dtype), device=device)
         return LoadedModel(codi.lm, tokenizer, "codi", str(path), codi=codi)
+    if is_saved_coconut(path):
+        from mentalese.methods.coconut.model import load_coconut
+
+        coconut, tokenizer = load_coconut(path, dtype=codi_dtype(dtype), device=device)
+        return LoadedModel(coconut.lm, tokenizer, "coconut", str(path), coconut=coconut)
     model, tokenizer = load_model_and_tokenizer(path, dtype=dtype, device=device)
     vocab = tokenizer.get_vocab()
     if all(t in vocab for t in BOLT_TOKENS) and _bolt_run_mode(Path(path)) != "raw":

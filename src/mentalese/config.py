@@ -69,7 +69,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 # keys that moved elsewhere: the error says where to set them instead
 _MOVED = {"SoftThinkingConfig": {"answer": "answer-token sampling is set by decode.do_sample/temperature/top_k/"
-                                           "top_p/min_p; soft_thinking.answer was removed"}}
+                                           "top_p/min_p; soft_thinking.answer was removed"},
+          "CODIConfig": {"thought_loss_weight": "renamed: set step_supervision.kind=result_token "
+                                                "step_supervision.weight=1 (kind=none for 0)"}}
 
 
 def build_config(cls: type[T], values: dict[str, Any], where: str = "config", nested: bool = False) -> T:

@@ -5,6 +5,8 @@
     soft-rouge       ROUGE-L of soft/stochastic traces vs greedy    analysis/soft_commands.py
     soft-passk       pass@k curves of sampling/soft/Dirichlet/Gumbel analysis/soft_commands.py
     codi-probe       CODI's continuous thoughts as top-k tokens     analysis/codi_probe.py
+    thoughts         do the thoughts matter? swap/zero/noise/truncate analysis/thought_interventions.py
+                     the thoughts of CODI, Coconut, BoLT, soft thinking (docs/thought_interventions.md)
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from mentalese.analysis.soft_commands import (
     run_soft_passk,
     run_soft_rouge,
 )
+from mentalese.analysis.thought_interventions import ThoughtsConfig, run_thoughts
 from mentalese.commands import Command
 
 ANALYSES: dict[str, Command] = {
@@ -30,4 +33,7 @@ ANALYSES: dict[str, Command] = {
                           "soft thinking: pass@k curves of sampling/soft/Dirichlet/Gumbel -> passk.json + .png"),
     "codi-probe": Command(ProbeConfig, run_probe,
                           "CODI: decode the continuous thoughts into top-k tokens -> probe.json/.md/.png"),
+    "thoughts": Command(ThoughtsConfig, run_thoughts,
+                        "do the thoughts matter? swap/zero/noise/truncate them (CODI, Coconut, BoLT, soft thinking): "
+                        "accuracy, gold log-likelihood, attention mass -> thoughts.json + .png"),
 }

@@ -264,14 +264,14 @@ class Verb:
 
 
 VERBS = {
-    "train": Verb("<recipe>", "train what the recipe is: sft | codi | bolt (EM)", cmd_train),
+    "train": Verb("<recipe>", "train what the recipe is: sft | codi | coconut | icot | bolt (EM)", cmd_train),
     "eval": Verb("[<recipe>] model=...", "evaluate any saved model (a CODI model is recognised by itself) on a "
                  "benchmark; strategy=auto|token|soft_thinking|codi", cmd_eval),
-    "analyze": Verb("<tool>", "analysis tools: soft-js, soft-logit-lens, soft-rouge, soft-passk, codi-probe",
+    "analyze": Verb("<tool>", "analysis tools: soft-js, soft-logit-lens, soft-rouge, soft-passk, codi-probe, thoughts",
                     cmd_analyze),
     "bench": Verb("<benchmark>", "speed/memory benchmarks -> JSON: decode, demo, soft, codi-decode, "
                   "codi-train-step, bolt-estep", cmd_bench),
-    "demo": Verb("[<demo>]", "train and compare tiny models, write a report: chain (default), bolt-toy", cmd_demo),
+    "demo": Verb("[<demo>]", "train and compare tiny models, write a report: chain (default), bolt-toy, compare", cmd_demo),
     "benchmarks": Verb("", "list the registered benchmarks", cmd_list_benchmarks),
     "recipes": Verb("", "list the shipped recipes", cmd_list_recipes),
 }

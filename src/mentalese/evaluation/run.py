@@ -1,10 +1,11 @@
 """`mentalese eval`: load a model and a benchmark from an `EvalConfig` and evaluate.
 
-One path for every saved model: a saved CODI directory (`codi_config.json`, methods/codi/model.py) is
-recognised by itself and decoded with its continuous thoughts (`CODIStrategy`: `decode.max_new_tokens`
-counts the n + 2 latent steps; dtype auto means float32 there, as CODI trains); any other model decodes
-token by token, or with soft thinking when `soft_thinking.*` is set. `EvalConfig.strategy` names the
-strategy outright (auto | token | soft_thinking | codi); one that does not fit the model is an error.
+One path for every saved model: a saved CODI directory (`codi_config.json`, methods/codi/model.py) or
+Coconut directory (`coconut_config.json`, methods/coconut/model.py) is recognised by itself and decoded
+with its continuous thoughts (`CODIStrategy` / `CoconutStrategy`: `decode.max_new_tokens` counts the
+n + 2 latent steps; dtype auto means float32 there, as both train); any other model decodes token by
+token, or with soft thinking when `soft_thinking.*` is set. `EvalConfig.strategy` names the strategy
+outright (auto | token | soft_thinking | codi | coconut); one that does not fit the model is an error.
 
 Resumable and data-parallel through the harness's shards: rerun the same command after a crash;
 `torchrun --nproc_per_node N -m mentalese eval ...` splits the shards over N processes.
@@ -73,7 +74,20 @@ def is_saved_codi(model: str | Path) -> bool:
     return (Path(model) / CONFIG_FILE).is_file()
 
 
-STRATEGIES = ("auto", "token", "soft_thinking", "codi")  # EvalConfig.strategy, LoadedModel.strategy
+def is_saved_coconut(model: str | Path) -> bool:
+    """A directory written by `save_coconut` (it holds coconut_config.json)."""
+    from mentalese.methods.coconut.model import is_saved_coconut as saved
+
+    return saved(model)
+
+
+def saved_latent_kind(model: str | Path) -> str | None:
+    """"codi" or "coconut" for a saved latent-thought model directory, else None."""
+    return "codi" if is_saved_codi(model) else "coconut" if is_saved_coconut(model) else None
+
+
+LATENT_KINDS = ("codi", "coconut")  # saved models that decode with their own strategy (named like it)
+STRATEGIES = ("auto", "token", "soft_thinking", *LATENT_KINDS)  # EvalConfig.strategy, LoadedModel.strategy
 
 
 def check_strategy_name(name: str) -> None:
@@ -81,36 +95,39 @@ def check_strategy_name(name: str) -> None:
         raise MentaleseError(f"strategy must be one of {', '.join(STRATEGIES)}, got {name!r}")
 
 
-def resolve_strategy(requested: str, codi: bool, soft_thinking: bool, model: str | Path = "the model") -> str:
-    """The strategy that decodes `model` (`codi`: a saved CODI model; `soft_thinking`: its settings are
-    given): token, soft_thinking or codi. A request that does not fit is an error (module docstring)."""
+def resolve_strategy(requested: str, latent_kind: str | None, soft_thinking: bool,
+                     model: str | Path = "the model") -> str:
+    """The strategy that decodes `model` (`latent_kind`: "codi" / "coconut" for a saved model of that kind,
+    else None; `soft_thinking`: its settings are given): token, soft_thinking, codi or coconut. A request
+    that does not fit is an error (module docstring)."""
     check_strategy_name(requested)
     if requested == "token" and soft_thinking:
         raise MentaleseError("strategy=token but soft_thinking.* is set: drop soft_thinking or use "
                              "strategy=soft_thinking")
-    if codi:
-        if requested not in ("auto", "codi") or soft_thinking:
-            what = "soft_thinking.*" if requested in ("auto", "codi") else f"strategy={requested}"
-            raise MentaleseError(f"{model} is a saved CODI model: {what} does not apply to it "
-                                 "(it decodes with strategy=auto or codi)")
-        return "codi"
-    if requested == "codi":
-        raise MentaleseError(f"strategy=codi needs a saved CODI model (a directory with codi_config.json); "
-                             f"{model} is not one")
+    names = {"codi": "CODI", "coconut": "Coconut"}
+    if latent_kind is not None:
+        if requested not in ("auto", latent_kind) or soft_thinking:
+            what = "soft_thinking.*" if requested in ("auto", latent_kind) else f"strategy={requested}"
+            raise MentaleseError(f"{model} is a saved {names[latent_kind]} model: {what} does not apply to it "
+                                 f"(it decodes with strategy=auto or {latent_kind})")
+        return latent_kind
+    if requested in LATENT_KINDS:
+        raise MentaleseError(f"strategy={requested} needs a saved {names[requested]} model (a directory with "
+                             f"{requested}_config.json); {model} is not one")
     if requested == "auto":
         return "soft_thinking" if soft_thinking else "token"
     return requested
 
 
 def codi_dtype(dtype: str) -> str:
-    """CODI models decode in float32 unless a dtype is named (they train in float32)."""
+    """CODI and Coconut models decode in float32 unless a dtype is named (they train in float32)."""
     return "float32" if dtype == "auto" else dtype
 
 
 def run_eval(cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
     if not cfg.model:
         raise MentaleseError("eval needs model=<hub name or path>")
-    strategy = resolve_strategy(cfg.strategy, is_saved_codi(cfg.model), cfg.soft_thinking is not None, cfg.model)
+    strategy = resolve_strategy(cfg.strategy, saved_latent_kind(cfg.model), cfg.soft_thinking is not None, cfg.model)
     if cfg.soft_thinking is not None:  # before loading the model
         cfg.soft_thinking.check_sampling(cfg.decode.sampling())
 
@@ -121,6 +138,13 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
             codi, tokenizer = load_codi(cfg.model, dtype=codi_dtype(cfg.dtype), device=device)
             return (codi.lm, tokenizer, codi.strategy(cfg.decode.sampling()),
                     {"strategy": strategy, "method": "codi", "num_latent": codi.spec.num_latent})
+        if strategy == "coconut":
+            from mentalese.methods.coconut.model import load_coconut
+
+            coconut, tokenizer = load_coconut(cfg.model, dtype=codi_dtype(cfg.dtype), device=device)
+            return (coconut.lm, tokenizer, coconut.strategy(cfg.decode.sampling()),
+                    {"strategy": strategy, "method": "coconut", "mode": coconut.spec.mode,
+                     "num_latent": coconut.num_latent})
         model, tokenizer = load_model_and_tokenizer(cfg.model, dtype=cfg.dtype, device=device)
         decoding = None
         if strategy == "soft_thinking":

@@ -16,7 +16,7 @@ from mentalese.errors import MentaleseError
 RECIPES_DIR = Path(__file__).parent
 METHOD_KEY = "method"
 EVAL_METHOD = "eval"
-FOLDER_METHODS = {"sft": "sft", "codi": "codi", "bolt": "bolt", "soft_thinking": EVAL_METHOD}
+FOLDER_METHODS = {"sft": "sft", "codi": "codi", "bolt": "bolt", "soft_thinking": EVAL_METHOD, "coconut": "coconut", "icot": "icot"}
 
 
 def list_recipes() -> list[str]:

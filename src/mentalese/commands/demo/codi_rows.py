@@ -1,5 +1,5 @@
 """The CODI rows of `mentalese demo`: CODI on the chain task, and (with codi_ablations=true) CODI without
-the per-thought result loss (plain CODI, thought_loss_weight=0), without the distillation loss (beta=0)
+the per-thought result loss (plain CODI, step_supervision.kind=none), without the distillation loss (beta=0)
 and without the projection.
 
 CODI fine-tunes a model that can already read and write text; the tiny demo models start random, so
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 BATCH_1_PROBLEMS = 30
 TRAIN_STEPS = {False: 800, True: 150}  # codi_train_steps when unset, by quick
-ABLATIONS = {"CODI w/o thought loss (plain CODI)": ["thought_loss_weight=0"], "CODI w/o distillation": ["beta=0"],
+ABLATIONS = {"CODI w/o thought loss (plain CODI)": ["step_supervision.kind=none"], "CODI w/o distillation": ["beta=0"],
              "CODI w/o projection": ["use_projection=false"]}
 
 

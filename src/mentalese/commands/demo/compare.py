@@ -149,10 +149,14 @@ def row_result(cfg: CompareConfig, seed_dir: Path, name: str, variant: str, seed
 
 
 def thought_drops(model_dir: Path, out_dir: Path, variant: str, seed: int, cfg: CompareConfig) -> dict[str, Any]:
-    """The do-the-thoughts-matter summary of a latent model (analysis/thought_interventions.py)."""
-    from mentalese.analysis.thought_interventions import ThoughtInterventionConfig, run_thought_interventions
+    """The do-the-thoughts-matter summary of a latent model (`mentalese analyze thoughts`): accuracy and
+    attention per intervention (kept, another problem's thoughts, zeroed, same-norm noise)."""
+    from mentalese.analysis.thought_interventions import ThoughtsConfig, run_thoughts
 
-    tool = ThoughtInterventionConfig(model=str(model_dir), benchmark="chain", split="test",
-                                     limit=cfg.thought_examples, output_dir=str(out_dir), seed=seed,
-                                     task_options=cfg.task_options(variant, "test", seed))
-    return json.loads(Path(run_thought_interventions(tool)).read_text())
+    tool = ThoughtsConfig(model=str(model_dir), benchmark="chain", split="test", limit=cfg.thought_examples,
+                          output_dir=str(out_dir), seed=seed, interventions=["kept", "swap", "zero", "noise"],
+                          task_options=cfg.task_options(variant, "test", seed), dtype="float32")
+    report = run_thoughts(tool)
+    return {name: {k: v[k] for k in ("accuracy", "accuracy_drop", "attention_on_thoughts",
+                                     "attention_on_prompt_reference")}
+            for name, v in report["interventions"].items()}

@@ -36,8 +36,7 @@ def thought_drop(thoughts: dict[str, Any] | None, kind: str) -> float | None:
     """Accuracy with the thoughts kept minus with intervention `kind` (analysis/thought_interventions.py)."""
     if not thoughts:
         return None
-    summary = thoughts.get("summary", thoughts)
-    kept, other = summary.get("kept"), summary.get(kind)
+    kept, other = thoughts.get("kept"), thoughts.get(kind)
     if kept is None or other is None:
         return None
     return kept["accuracy"] - other["accuracy"]

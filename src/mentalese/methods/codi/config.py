@@ -6,10 +6,11 @@ numbers; where the paper says something else the paper's variant is an option (s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 
 from mentalese.errors import MentaleseError
 from mentalese.methods.base_config import SupervisedRunFields, shared_field
+from mentalese.methods.step_supervision import StepSupervision
 from mentalese.models.loading import LoraSettings
 
 DISTILL_LOSSES = ("smooth_l1", "l1", "l2")
@@ -53,11 +54,12 @@ class CODIConfig(SupervisedRunFields):
     distill_divide_by_std: bool = field(default=True, metadata={
         "help": "divide each layer's loss by the std of the teacher's hidden state there (official code; the "
                 "paper normalises the activations instead, which for l1 is the same number)"})
-    thought_loss_weight: float = field(default=0.0, metadata={
-        "help": "delta: weight of a per-thought loss that is NOT part of CODI (0 = off, the paper and official "
-                "code): the LM's output at <bot> and at thought k must predict the first token of CoT step k+1's "
-                "result, so each thought carries one intermediate result (SIM-CoT-like step supervision). The "
-                "chain recipe sets 1: without it the student stays at chance there (docs/LOG.md)"})
+    step_supervision: StepSupervision = field(default_factory=StepSupervision, metadata={
+        "help": "per-thought step supervision, NOT part of CODI (docs/step_supervision.md): kind=result_token "
+                "(the LM's output at <bot> and at thought k predicts the first token of CoT step k+1's result; "
+                "the chain recipe sets it: without it the student stays at chance there, docs/LOG.md) or "
+                "kind=step_decoder (SIM-CoT: an auxiliary decoder, training only, rebuilds each teacher CoT step "
+                "from the latents <bot>..thought n, one per step)"})
     distill_token: str | None = field(default=None, metadata={
         "help": "distil at the last occurrence of this token (e.g. ':') in the answer prompt instead of the "
                 "default position: the last token before the first non-whitespace answer token (':' for GPT-2, "
@@ -76,8 +78,15 @@ class CODIConfig(SupervisedRunFields):
             raise MentaleseError(f"num_latent must be >= 0, got {self.num_latent}")
         if self.distill_loss not in DISTILL_LOSSES:
             raise MentaleseError(f"distill_loss must be one of {DISTILL_LOSSES}, got {self.distill_loss!r}")
-        if min(self.alpha, self.beta, self.gamma, self.thought_loss_weight) < 0:
-            raise MentaleseError("alpha, beta, gamma and thought_loss_weight must be >= 0")
+        if min(self.alpha, self.beta, self.gamma) < 0:
+            raise MentaleseError("alpha, beta and gamma must be >= 0")
+        sup = self.step_supervision
+        if sup.kind == "result_token" and self.num_latent < 1:
+            raise MentaleseError("step_supervision.kind=result_token needs num_latent >= 1")
+        if sup.kind == "step_decoder" and self.num_latent + 1 < sup.thoughts_per_step:
+            raise MentaleseError(f"step_supervision.kind=step_decoder: the {self.num_latent + 1} latents (<bot> "
+                                 f"and {self.num_latent} thoughts) are fewer than thoughts_per_step="
+                                 f"{sup.thoughts_per_step}")
         if not 0.0 <= self.projection_dropout < 1.0:
             raise MentaleseError(f"projection_dropout must be in [0, 1), got {self.projection_dropout}")
         if self.projection_dim is not None and self.projection_dim < 1:
@@ -91,8 +100,15 @@ class CODIConfig(SupervisedRunFields):
             # DDP must be told when a trainable module gets no gradient: only the projection without thoughts.
             # Every other weight is used in every step (same passes on every rank: teacher, prefill,
             # num_latent thoughts, decoder), so the cheaper setting is safe (tests/test_distributed.py).
+            # The step decoder too: every example has a teacher step, so slot 0 is decoded in every batch,
+            # and its unused input embedding (untied models) is frozen.
             self.ddp_find_unused_parameters = self.use_projection and self.num_latent == 0
         super().__post_init__()
+
+    def to_dict(self) -> dict:
+        # nested settings (lora, step_supervision) as plain dicts: TrainingArguments.to_json_string (the
+        # tensorboard callback) must be able to write them
+        return {k: asdict(v) if is_dataclass(v) else v for k, v in super().to_dict().items()}
 
     @property
     def special_tokens_trainable(self) -> bool:

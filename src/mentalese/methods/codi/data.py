@@ -13,8 +13,12 @@ A tokenised example keeps its pieces apart (as the official code does):
     student   left-padded   question + <bot>              (prefill; positions count real tokens only)
     decoder   right-padded  <eot> + answer                (labels on answer; positions continue after
                                                            the prefill and the latent steps)
-    thought_result_ids  [B, CoT steps]  first token of each step's result (all steps, the last one
-                                        included), IGNORE_INDEX-padded: targets of the optional thought loss
+    step_result_ids     [B, CoT steps]  first token of each step's result (all steps, the last one
+                                        included), IGNORE_INDEX-padded: step_supervision.kind=result_token
+    step_decoder_ids    [B, n+1, L]     kind=step_decoder only (+ step_decoder_mask): per latent <bot>..thought n,
+                                        the teacher CoT step it rebuilds (+ eos; the last latent takes the rest)
+Step targets are built in methods/step_supervision.py; a row with nothing to supervise is skipped and counted
+("no_step_targets") when step supervision is on.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import torch
 
 from mentalese.errors import MentaleseError
 from mentalese.methods.formatting import IGNORE_INDEX
-from mentalese.tasks.cot_steps import step_result
+from mentalese.methods.step_supervision import collate_step_targets, step_decoder_targets, step_result_ids
 from mentalese.tasks.example import Example
 from mentalese.tasks.registry import render_prompt
 
@@ -40,22 +44,13 @@ class CODIExample:
     cot_ids: list[int]
     answer_ids: list[int]
     distill_index: int
-    result_ids: list[int] = field(default_factory=list)  # per CoT step: first token of its result, or IGNORE_INDEX
+    step_result_ids: list[int] = field(default_factory=list)  # per CoT step: first token of its result or IGNORE
+    step_decoder_ids: list[list[int]] = field(default_factory=list)  # per latent slot: step ids + eos, [] = none
 
     def to_dict(self) -> dict[str, Any]:
         return dict(question_ids=self.question_ids, cot_ids=self.cot_ids, answer_ids=self.answer_ids,
-                    distill_index=self.distill_index, result_ids=self.result_ids)
-
-
-def step_result_ids(tokenizer, steps: Sequence[str]) -> list[int]:
-    """First token of each step's result (`step_result`: `7+5=2` -> `2`, `<<600*30/100=180>>` -> `180`);
-    IGNORE_INDEX for a step without one. Targets of the thought loss."""
-    out = []
-    for step in steps:
-        result = step_result(step) or ""
-        ids = tokenizer(result, add_special_tokens=False)["input_ids"] if result else []
-        out.append(ids[0] if ids else IGNORE_INDEX)
-    return out
+                    distill_index=self.distill_index, step_result_ids=self.step_result_ids,
+                    step_decoder_ids=self.step_decoder_ids)
 
 
 def distill_index(tokenizer, prompt_ids: list[int], value_ids: list[int], token: str | None, offset: int) -> int:
@@ -91,8 +86,23 @@ def tokenize_codi_example(example: Example, tokenizer, prompt_template: str, cfg
     if max(len(question_ids), len(cot_ids), len(prompt_ids) + len(value_ids) + 1) > cfg.max_length:
         return "too_long"
     index = distill_index(tokenizer, prompt_ids, value_ids, cfg.distill_token, cfg.distill_offset)
+    results = step_result_ids(tokenizer, example.cot_steps)  # every step: the last one's result is the answer
+    sup = cfg.step_supervision
+    decoder_ids = []
+    if sup.kind == "step_decoder":  # SIM-CoT: the teacher's steps, one per latent <bot>, thought 1, .., thought n
+        decoder_ids = step_decoder_targets(tokenizer, steps, (cfg.num_latent + 1) // sup.thoughts_per_step,
+                                           cfg.cot_step_separator,
+                                           example.answer if sup.beyond_steps == "answer" else None)
+    if sup.on and not _has_step_target(sup, results, decoder_ids, cfg.num_latent):
+        return "no_step_targets"
     return CODIExample(question_ids, cot_ids, prompt_ids + value_ids + [tokenizer.eos_token_id], index,
-                       step_result_ids(tokenizer, example.cot_steps))
+                       results, decoder_ids)
+
+
+def _has_step_target(sup, results: list[int], decoder_ids: list[list[int]], num_latent: int) -> bool:
+    if sup.kind == "result_token":  # the steps that have a thought: ceil(n / c)
+        return any(r != IGNORE_INDEX for r in results[:-(-num_latent // sup.thoughts_per_step)])
+    return any(decoder_ids)
 
 
 def tokenize_codi_dataset(examples: Sequence[Example], tokenizer, prompt_template: str, cfg
@@ -144,7 +154,7 @@ def collate_codi(rows: Sequence[CODIExample | dict], pad_id: int, bot_id: int, e
         "decoder_mask": _pad([[1] * len(d) for d in decoder], 0),
         "decoder_labels": _pad(decoder_labels, IGNORE_INDEX),
         "student_distill_pos": torch.tensor([1 + r.distill_index for r in rows]),
-        "thought_result_ids": _pad([r.result_ids or [IGNORE_INDEX] for r in rows], IGNORE_INDEX),
+        **collate_step_targets([r.step_result_ids for r in rows], [r.step_decoder_ids for r in rows]),
     }
 
 
