@@ -99,7 +99,7 @@ RECIPE_CASES = {
     "invalid-yaml": (b"learning_rate: [1, 2\n", "is not valid YAML"),
     "not-a-mapping": (b"- 1\n- 2\n", "must be a mapping of config keys"),
     "non-utf8": (b"seed: 1\n# \xff\n", "is not UTF-8 text"),
-    "no-method": (b"seed: 1\n", "does not say its method; add `method: sft|codi|bolt`"),
+    "no-method": (b"seed: 1\n", "does not say its method; add `method: sft|codi|bolt|icot|coconut`"),
     "unknown-key": (b"method: sft\nlearning_rat: 0.1\n", "unknown key 'learning_rat'"),
     "wrong-type": (b"method: sft\nseed: [1, 2]\n", "seed: expected int"),
 }

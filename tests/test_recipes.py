@@ -41,7 +41,7 @@ def test_family_from_the_key_or_the_folder(tmp_path):
     assert train_config(declared, [f"output_dir={tmp_path}"])[1].num_latent == 2
     silent = tmp_path / "silent.yaml"
     silent.write_text("max_steps: 3\n")
-    with pytest.raises(MentaleseError, match="does not say its method; add `method: sft|codi|bolt`"):
+    with pytest.raises(MentaleseError, match="does not say its method; add `method: sft|codi|bolt|icot|coconut`"):
         recipe_family(silent)
     odd = tmp_path / "odd.yaml"
     odd.write_text("method: grpo\n")

@@ -35,7 +35,7 @@ from mentalese.models.tiny import resolve_base_model
 from mentalese.tasks.registry import get_benchmark, load_benchmark
 
 log = logging.getLogger(__name__)
-FINAL_OPTIMIZER = "optimizer_final.pt"  # a stage's last AdamW state, kept when reset_optimizer=false
+FINAL_OPTIMIZER = "optimizer.pt"  # a stage's last AdamW state, kept when reset_optimizer=false
 
 
 class CoconutTrainer(Trainer):
@@ -151,7 +151,7 @@ def train_coconut(cfg: CoconutConfig, callbacks: list | None = None) -> Path:
         def save_final(trainer, model_dir, stage_dir=stage_dir):
             trainer.save_model(str(model_dir))
             if not cfg.reset_optimizer and cfg.should_save and trainer.optimizer is not None:
-                torch.save(trainer.optimizer.state_dict(), stage_dir / FINAL_OPTIMIZER)
+                trainer._save_optimizer_and_scheduler(str(stage_dir))  # Trainer writes optimizer.pt
 
         init = str(train_resuming(args, build_trainer, save_final, resume=cfg.resume, config=args))
         metrics[f"stage-{stage.index}"] = json.loads((stage_dir / "train_metrics.json").read_text())
