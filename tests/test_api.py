@@ -152,7 +152,7 @@ def test_recipe_family_errors(tmp_path):
         api.train("soft_thinking/chain_toy")
     bare = tmp_path / "bare.yaml"
     bare.write_text("max_steps: 1\n")
-    with pytest.raises(MentaleseError, match=r"does not say its method; add `method: sft\|codi\|bolt`"):
+    with pytest.raises(MentaleseError, match=r"does not say its method; add `method: sft\|codi\|bolt\|icot\|coconut`"):
         api.train(bare)
     with pytest.raises(MentaleseError, match="is a training recipe .method: sft."):
         api.eval_config("sft/chain_cot")
