@@ -161,3 +161,12 @@ def test_rerun_through_the_cli_changes_nothing(run_dir, capsys):
     after = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in run_dir.rglob("*")
              if p.is_file() and "eval" not in p.parts}
     assert after == files
+
+
+def test_optimizer_state_is_carried_across_stages_when_not_reset(tmp_path):
+    run = {**RUN, "max_steps": 8, "task_options": {"num_steps": 2, "num_examples": 64}}
+    api.train("coconut/chain", {**run, "reset_optimizer": False, "output_dir": str(tmp_path)})
+    metrics = json.loads((tmp_path / "stage-2" / "train_metrics.json").read_text())
+    assert metrics["carried_optimizer"] == str(tmp_path / "stage-1" / "optimizer.pt")
+    state = torch.load(tmp_path / "stage-2" / "optimizer.pt", weights_only=True)["state"]
+    assert {int(s["step"]) for s in state.values()} == {8}  # AdamW's step count runs on: 4 + 4, not 4

@@ -6,6 +6,7 @@ import re
 from typing import Callable
 
 from mentalese.errors import MentaleseError
+from mentalese.evaluation.code_extraction import extract_code, extract_code_flexible
 
 EXTRACTION_VERSION = 1  # bump when any extractor changes; it is recorded with every result
 
@@ -99,6 +100,10 @@ STRICT_EXTRACTORS: dict[str, Callable[[str], str | None]] = {
     "hash": extract_hash,
     "boxed": extract_boxed,
     "text": extract_text,
+    "code": extract_code,  # code benchmarks: the last ```python block, else the completion
+}
+FLEXIBLE_EXTRACTORS: dict[str, Callable[[str], str | None]] = {  # methods whose flexible mode is their own
+    "code": extract_code_flexible,
 }
 EXTRACTION_MODES = ("strict", "flexible")
 
@@ -112,6 +117,8 @@ def extract(text: str, method: str, mode: str = "strict") -> str | None:
         raise MentaleseError(f"unknown extraction method {method!r}; known: {', '.join(STRICT_EXTRACTORS)}")
     if mode not in EXTRACTION_MODES:
         raise MentaleseError(f"unknown extraction mode {mode!r}; known: {', '.join(EXTRACTION_MODES)}")
+    if mode == "flexible" and method in FLEXIBLE_EXTRACTORS:
+        return FLEXIBLE_EXTRACTORS[method](text)
     answer = STRICT_EXTRACTORS[method](text)
     if mode == "strict" or method == "text":
         return answer

@@ -12,6 +12,7 @@ import time
 from typing import Callable
 
 from mentalese.errors import MentaleseError
+from mentalese.evaluation.code_grading import code_passes
 from mentalese.evaluation.hendrycks_equiv import hendrycks_is_equiv
 
 GRADER_VERSION = 3  # bump when any grader changes; it is recorded with every result
@@ -170,6 +171,7 @@ GRADERS: dict[str, Callable[[str | None, str], bool]] = {
     "math_verify": math_verify_equal,
     "exact": exact_equal,
     "math_hendrycks": hendrycks_is_equiv,  # MATH's own is_equiv: normalised strings, ordered tuples are not sets
+    "code": code_passes,  # code benchmarks: run the extracted code against the tests in the sandbox
 }
 
 

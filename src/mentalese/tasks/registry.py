@@ -69,6 +69,7 @@ def register(spec: BenchmarkSpec) -> BenchmarkSpec:
 def _ensure_builtin() -> None:
     # Importing these modules registers their specs (once).
     import mentalese.tasks.benchmarks  # noqa: F401
+    import mentalese.tasks.code_benchmarks  # noqa: F401
     import mentalese.tasks.synthetic  # noqa: F401
 
 
