@@ -36,7 +36,9 @@ import torch
 
 from mentalese.decoding.loop import left_pad
 from mentalese.decoding.sampling import SamplingConfig
-from mentalese.decoding.strategies import DiscreteStrategy, InputStrategy, StepContext, StepDecision
+from mentalese.decoding.strategies import (
+    DiscreteStrategy, InputStrategy, StepContext, StepDecision, WrappingStrategy,
+)
 from mentalese.errors import MentaleseError
 
 RECORD_KEY = "recorded_steps"  # DecodeResult.info key of a TraceRecorder row (popped by the caller)
@@ -83,21 +85,15 @@ class RecordedRow:
     embeds: list[torch.Tensor]  # [d] for each step with fed_own, in order
 
 
-class TraceRecorder(InputStrategy):
+class TraceRecorder(WrappingStrategy):
     """Delegates everything to `inner` and records what each row was fed (see the module docstring)."""
 
     def __init__(self, inner: InputStrategy, embed_dtype: torch.dtype):
-        self.inner, self.embed_dtype = inner, embed_dtype
-        self.needs_hidden_states = inner.needs_hidden_states
-
-    def hidden_needed(self, step: int) -> bool:
-        return self.inner.hidden_needed(step)
-
-    def bind_sampling(self, sampling: SamplingConfig) -> None:
-        self.inner.bind_sampling(sampling)
+        super().__init__(inner)
+        self.embed_dtype = embed_dtype
 
     def start(self, prompt_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
-        self.inner.start(prompt_ids, attention_mask)
+        super().start(prompt_ids, attention_mask)
         self._steps: list[tuple] = []
 
     def step(self, ctx: StepContext) -> StepDecision:

@@ -43,7 +43,9 @@ from mentalese.decoding.concept_tokens import (
     tempered_probs,
 )
 from mentalese.decoding.sampling import SamplingConfig, choose_tokens, validate_shaping
-from mentalese.decoding.strategies import InputStrategy, StepContext, StepDecision, refuse_unless_greedy
+from mentalese.decoding.strategies import (
+    InputStrategy, StepContext, StepDecision, WrappingStrategy, refuse_unless_greedy,
+)
 from mentalese.errors import MentaleseError
 
 MODES = ("vanilla", "dirichlet", "gumbel")
@@ -206,25 +208,18 @@ class SoftThinkingStrategy(InputStrategy):
         return StepDecision(tokens=tokens, embeds=concept, use_embeds=soft & ~ends)
 
 
-class ThinkingTracker(InputStrategy):
+class ThinkingTracker(WrappingStrategy):
     """Wraps a discrete strategy and counts each row's steps up to (and including) the closing tag.
 
     Gives plain decoding the same `thinking_steps` / `ended_thinking` fields soft thinking reports.
     """
 
     def __init__(self, inner: InputStrategy, tokenizer: PreTrainedTokenizerBase, think_close: str = "</think>"):
-        self.inner = inner
+        super().__init__(inner)
         self.close_id = single_token_id(tokenizer, think_close, "closing")
-        self.needs_hidden_states = inner.needs_hidden_states
-
-    def hidden_needed(self, step: int) -> bool:
-        return self.inner.hidden_needed(step)
-
-    def bind_sampling(self, sampling: SamplingConfig) -> None:
-        self.inner.bind_sampling(sampling)
 
     def start(self, prompt_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
-        self.inner.start(prompt_ids, attention_mask)
+        super().start(prompt_ids, attention_mask)
         self.thinking_steps = torch.zeros(prompt_ids.shape[0], dtype=torch.long, device=prompt_ids.device)
         self.ended_thinking = torch.zeros_like(self.thinking_steps, dtype=torch.bool)
 

@@ -15,42 +15,31 @@ the generator advances less than without stop strings (later batches draw other 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from mentalese.decoding.sampling import SamplingConfig
-from mentalese.decoding.strategies import InputStrategy, StepContext, StepDecision
+from mentalese.decoding.strategies import InputStrategy, StepContext, StepDecision, WrappingStrategy
 from mentalese.errors import MentaleseError
 
 
-class StopAtStrings(InputStrategy):
+class StopAtStrings(WrappingStrategy):
     """Wraps `inner`; see the module docstring. `stops`: non-empty strings (empty ones are ignored)."""
 
     def __init__(self, inner: InputStrategy, tokenizer: PreTrainedTokenizerBase, stops: Sequence[str], end_id: int):
-        self.inner = inner
+        super().__init__(inner)
         self.tokenizer = tokenizer
         self.stops = [s for s in stops if s]
         if not self.stops:
             raise MentaleseError("StopAtStrings needs at least one non-empty stop string")
         self.end_id = end_id
         self.lookback = max(len(tokenizer.encode(s, add_special_tokens=False)) for s in self.stops) + 2
-        self.needs_hidden_states = inner.needs_hidden_states
-
-    def hidden_needed(self, step: int) -> bool:
-        return self.inner.hidden_needed(step)
-
-    def bind_sampling(self, sampling: SamplingConfig) -> None:
-        self.inner.bind_sampling(sampling)
 
     def start(self, prompt_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
-        self.inner.start(prompt_ids, attention_mask)
+        super().start(prompt_ids, attention_mask)
         self.emitted: list[list[int]] = [[] for _ in range(prompt_ids.shape[0])]
         self.holds_stop = [False] * prompt_ids.shape[0]  # the row's text already holds a stop string
-
-    def row_info(self, row: int) -> dict[str, Any]:
-        return self.inner.row_info(row)
 
     def step(self, ctx: StepContext) -> StepDecision:
         decision = self.inner.step(ctx)

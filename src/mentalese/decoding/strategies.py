@@ -90,6 +90,30 @@ class InputStrategy:
         return {}
 
 
+class WrappingStrategy(InputStrategy):
+    """A strategy around another (`inner`): every hook is delegated; a subclass overrides what it adds to
+    (calling super()), e.g. `step` to watch or change the inner decision."""
+
+    def __init__(self, inner: InputStrategy):
+        self.inner = inner
+        self.needs_hidden_states = inner.needs_hidden_states
+
+    def hidden_needed(self, step: int) -> bool:
+        return self.inner.hidden_needed(step)
+
+    def bind_sampling(self, sampling: SamplingConfig) -> None:
+        self.inner.bind_sampling(sampling)
+
+    def start(self, prompt_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
+        self.inner.start(prompt_ids, attention_mask)
+
+    def step(self, ctx: StepContext) -> StepDecision:
+        return self.inner.step(ctx)
+
+    def row_info(self, row: int) -> dict[str, Any]:
+        return self.inner.row_info(row)
+
+
 class DiscreteStrategy(InputStrategy):
     """Ordinary token decoding with decode.*'s sampling: greedy, or sampled through transformers' warpers.
 
