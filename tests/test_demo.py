@@ -117,7 +117,7 @@ def test_unknown_row():
 
 
 def test_demos_are_commands():
-    assert set(DEMOS) == {"chain", "bolt-toy"}
+    assert set(DEMOS) == {"chain", "bolt-toy", "compare"}
     assert DEMOS["chain"].config is DemoConfig and DEMOS["chain"].run is run_demo
     from mentalese.methods.bolt.experiment import ToyExperimentConfig, run_toy_experiment
 

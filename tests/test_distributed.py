@@ -31,6 +31,7 @@ pytestmark = [pytest.mark.slow,
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 LOSS_TOLERANCE = 1e-5  # absolute, per logged step; float32 sums in a different order differ by ~1e-6
+NO_STEPS = "step_supervision.kind=none"  # no thoughts to supervise (codi/chain sets result_token)
 CHAIN = "task_options={num_steps: 2, num_examples: 64}"
 TOY = "toy_options={documents: 120, problems_per_document: 1, num_steps: 2, modulus: 10, seed: 0}"
 
@@ -41,7 +42,7 @@ RUNS = {
              ["per_device_train_batch_size=4", "num_latent=2", CHAIN]),
     # no thoughts: the projection gets no gradient, DDP must be told (CODIConfig sets ddp_find_unused_parameters)
     "codi_no_thoughts": ("codi", ["per_device_train_batch_size=4", "gradient_accumulation_steps=2", "num_latent=0",
-                                  CHAIN], ["per_device_train_batch_size=4", "num_latent=0", CHAIN]),
+                                  NO_STEPS, CHAIN], ["per_device_train_batch_size=4", "num_latent=0", NO_STEPS, CHAIN]),
     # LoRA: frozen base and embedding, only adapter weights are synchronised
     "codi_lora": ("codi", ["per_device_train_batch_size=4", "gradient_accumulation_steps=2", "num_latent=2", CHAIN,
                            "lora={r: 4, alpha: 8, target_modules: [c_attn, c_fc]}"],
