@@ -99,10 +99,12 @@ def test_stage_rows_and_collator_give_the_official_batch(name, tokenizer):
     """stage_rows (our get_cot_latent_dataset) + collate_coconut (our MyCollator) == the official batch."""
     from mentalese.methods.coconut import collate_coconut, stage_rows
     from mentalese.methods.coconut.data import CoconutExample, LatentTokenIds
+    from mentalese.methods.step_supervision import StepSupervision
 
     spec = FIXTURE["batches"][name]
     cfg = SimpleNamespace(uniform_prob=0.0, max_latent_stage=spec["max_latent_stage"], c_thought=spec["c_thought"],
-                          pad_latent_to_max=spec["pad_latent_to_max"], cot_step_separator="\n")
+                          pad_latent_to_max=spec["pad_latent_to_max"], cot_step_separator="\n",
+                          step_supervision=StepSupervision())
     ids = LatentTokenIds(start=IDS["start_latent"], latent=IDS["latent"], end=IDS["end_latent"])
     rows = []
     for sample, stage in zip(FIXTURE["samples"], spec["stages"]):  # each row at its own stage, as official

@@ -14,10 +14,11 @@ in the official loop) removes all remaining steps and uses max_latent_stage * c_
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 
 from mentalese.errors import MentaleseError
 from mentalese.methods.base_config import SupervisedRunFields, shared_field
+from mentalese.methods.step_supervision import StepSupervision
 
 MODES = ("coconut", "pause_as_thought", "no_curriculum")
 
@@ -64,6 +65,12 @@ class CoconutConfig(SupervisedRunFields):
                 "epoch). false = the state is carried from one stage to the next"})
     max_length: int | None = field(default=None, metadata={
         "help": "skip (and count) examples whose full-CoT sequence is longer; None = no limit (official)"})
+    step_supervision: StepSupervision = field(default_factory=StepSupervision, metadata={
+        "help": "per-thought step supervision, NOT part of Coconut (docs/step_supervision.md): the c thoughts "
+                "that replace step s are tied to it. kind=result_token (the LM's output at the position before "
+                "each thought predicts the first token of its step's result) or kind=step_decoder (SIM-CoT: an "
+                "auxiliary decoder, training only, rebuilds the step from its c thoughts; SIM-CoT's Coconut "
+                "setting: beyond_steps=answer, decoder_loss_mean=row). thoughts_per_step must equal c_thought"})
     cot_step_separator: str = field(default=" ", metadata={
         "help": "joins the CoT steps, as CoT-SFT writes them (the official code writes one step per line)"})
     answer_prompt: str = shared_field("answer_prompt", note="official: '###'; ours matches CoT-SFT and the graders")
@@ -111,9 +118,22 @@ class CoconutConfig(SupervisedRunFields):
         if self.gradient_checkpointing:
             raise MentaleseError("gradient_checkpointing is not supported: the latent passes need the KV cache, "
                                  "which transformers turns off under checkpointing")
+        sup = self.step_supervision
+        if sup.on and sup.thoughts_per_step != self.c_thought:
+            raise MentaleseError(f"step_supervision.thoughts_per_step={sup.thoughts_per_step} but c_thought="
+                                 f"{self.c_thought}: Coconut replaces each step by c_thought thoughts, so set "
+                                 f"step_supervision.thoughts_per_step={self.c_thought}")
+        if sup.on and self.mode == "pause_as_thought":
+            raise MentaleseError("step_supervision needs continuous thoughts; mode=pause_as_thought has none")
         self.remove_unused_columns = False  # the collator reads every column
+        if self.ddp_find_unused_parameters is None and sup.on and sup.kind == "step_decoder":
+            self.ddp_find_unused_parameters = True  # a rank's batch can leave decoder slots without a step
         super().__post_init__()
         stage_plan(self)  # schedule errors now, before any run dir exists
+
+    def to_dict(self) -> dict:
+        # nested settings (step_supervision) as plain dicts: TrainingArguments.to_json_string must write them
+        return {k: asdict(v) if is_dataclass(v) else v for k, v in super().to_dict().items()}
 
     @property
     def final_stage(self) -> int:

@@ -27,6 +27,7 @@ import torch
 from mentalese.errors import MentaleseError
 from mentalese.methods.coconut.config import latent_steps
 from mentalese.methods.formatting import IGNORE_INDEX, answer_text
+from mentalese.methods.step_supervision import collate_step_targets, step_decoder_targets, step_result_ids
 from mentalese.tasks.example import Example
 from mentalese.tasks.registry import render_prompt
 
@@ -45,6 +46,8 @@ class CoconutExample:
     question_ids: list[int]
     steps: list[str]
     answer_ids: list[int]  # answer prompt + answer + eos
+    answer: str = ""  # the answer text (step_decoder with beyond_steps=answer)
+    step_results: list[int] | None = None  # first token of each step's result (step supervision on)
 
 
 def tokenize_coconut_examples(examples: Sequence[Example], tokenizer, prompt_template: str, cfg
@@ -60,7 +63,9 @@ def tokenize_coconut_examples(examples: Sequence[Example], tokenizer, prompt_tem
             continue
         question = tokenizer(render_prompt(prompt_template, ex.question))["input_ids"]
         answer = tokenizer(answer_text(ex, cfg.answer_prompt), add_special_tokens=False)["input_ids"]
-        kept.append(CoconutExample(question, list(ex.cot_steps), answer + [tokenizer.eos_token_id]))
+        results = step_result_ids(tokenizer, ex.cot_steps) if cfg.step_supervision.on else None
+        kept.append(CoconutExample(question, list(ex.cot_steps), answer + [tokenizer.eos_token_id], ex.answer,
+                                   results))
     if cfg.max_length is not None and kept:
         lengths = _full_cot_lengths(kept, tokenizer, cfg.cot_step_separator)
         too_long = sum(n > cfg.max_length for n in lengths)
@@ -104,14 +109,32 @@ def stage_rows(examples: Sequence[CoconutExample], tokenizer, stage: int, cfg, i
     rest_texts = [cfg.cot_step_separator.join(ex.steps[removed:]) + "\n" if removed < len(ex.steps) else ""
                   for ex, (removed, _) in zip(examples, plans)]
     rest_ids = tokenizer(rest_texts, add_special_tokens=False)["input_ids"]
-    rows = []
-    for ex, (_, thought_steps), rest in zip(examples, plans, rest_ids):
+    rows, sup = [], cfg.step_supervision
+    for ex, (removed, thought_steps), rest in zip(examples, plans, rest_ids):
         n = thought_steps * cfg.c_thought
         head = ex.question_ids + [ids.start] + [ids.latent] * n + [ids.end]
         tail = rest + ex.answer_ids
-        rows.append({"input_ids": head + tail, "labels": [IGNORE_INDEX] * len(head) + tail})
+        row = {"input_ids": head + tail, "labels": [IGNORE_INDEX] * len(head) + tail}
+        if sup.on:
+            row.update(step_targets(ex, removed, thought_steps, tokenizer, cfg))
+        rows.append(row)
     mixed = sum(k != stage for k in stages)
     return rows, ({"stage_mixed_examples": mixed} if cfg.uniform_prob > 0 else {})
+
+
+def step_targets(ex: CoconutExample, removed: int, thought_steps: int, tokenizer, cfg) -> dict[str, list]:
+    """Step supervision of one row: thought j (slot j // c) stands for removed step j // c. result_token: the
+    removed steps' result tokens (thoughts past them unsupervised); step_decoder: one target per slot, the last
+    slot of a row whose every step is removed also takes the steps past the slots (methods/step_supervision.py)."""
+    sup = cfg.step_supervision
+    out: dict[str, list] = {"step_result_ids": list(ex.step_results[:removed])}
+    if sup.kind == "step_decoder" and thought_steps:
+        steps = ex.steps if removed == len(ex.steps) else ex.steps[:removed]
+        out["step_decoder_ids"] = step_decoder_targets(tokenizer, steps, thought_steps, cfg.cot_step_separator,
+                                                       ex.answer if sup.beyond_steps == "answer" else None)
+    elif sup.kind == "step_decoder":
+        out["step_decoder_ids"] = []
+    return out
 
 
 def collate_coconut(rows: Sequence[dict], pad_id: int, latent_id: int) -> dict[str, torch.Tensor]:
@@ -131,6 +154,10 @@ def collate_coconut(rows: Sequence[dict], pad_id: int, latent_id: int) -> dict[s
         out["attention_mask"][i, s: s + n] = 1
         out["labels"][i, s: s + n] = torch.tensor(r.get("labels", r["input_ids"]))
         out["position_ids"][i, s: s + n] = torch.arange(n)
+    if "step_result_ids" in rows[0]:
+        out.update(collate_step_targets([r["step_result_ids"] for r in rows],
+                                        [r["step_decoder_ids"] for r in rows] if "step_decoder_ids" in rows[0]
+                                        else None))
     return out
 
 

@@ -41,6 +41,8 @@ class CoconutOutput:
     thought_logits: torch.Tensor  # [B, n, V] LM output at the position before thought j
     thought_mask: torch.Tensor  # [B, n] bool: thought j exists in the row
     loss_per_example: torch.Tensor  # [B] mean CE over each row's labelled tokens
+    answer_ce: torch.Tensor | None = None  # the CE part of `loss` when a step loss is added (CoconutModel)
+    step_ce: torch.Tensor | None = None  # the unweighted step supervision loss
 
 
 def latent_spans(input_ids: torch.Tensor, latent_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,6 +22,7 @@ from mentalese.atomic_files import write_text_atomic
 from mentalese.errors import MentaleseError
 from mentalese.methods.coconut.config import CoconutConfig, inference_thoughts
 from mentalese.methods.coconut.data import LatentTokenIds
+from mentalese.methods.step_supervision import StepSupervision, step_supervision_loss
 from mentalese.models.loading import add_special_tokens, load_model_and_tokenizer
 
 CONFIG_FILE = "coconut_config.json"
@@ -50,19 +51,28 @@ class CoconutModel(nn.Module):
 
     accepts_loss_kwargs = False  # Trainer: the loss is the batch mean (official); divided by grad. accumulation
 
-    def __init__(self, lm, spec: CoconutSpec, ids: LatentTokenIds):
+    def __init__(self, lm, spec: CoconutSpec, ids: LatentTokenIds, step_supervision: StepSupervision | None = None):
         super().__init__()
         self.lm, self.spec, self.ids = lm, spec, ids
+        self.step_supervision = step_supervision or StepSupervision()  # training only; not saved
         self.config = lm.config  # Trainer reads model.config in places
         self._no_split_modules = getattr(lm, "_no_split_modules", None)
 
-    def forward(self, input_ids, attention_mask, labels=None, position_ids=None):
-        """`coconut_forward` on a collated batch; the trainer calls the model through this so that a DDP
+    def forward(self, input_ids, attention_mask, labels=None, position_ids=None, step_decoder=None, **step_batch):
+        """`coconut_forward` on a collated batch, + `step_supervision.weight` x the step loss when it is on
+        (`step_batch`: the collator's step keys); the trainer calls the model through this so that a DDP
         wrapper around it sees the forward."""
         from mentalese.methods.coconut.loss import coconut_forward
 
-        return coconut_forward(self.lm, input_ids, attention_mask, labels, self.ids.latent, position_ids,
-                               continuous=self.spec.continuous)
+        out = coconut_forward(self.lm, input_ids, attention_mask, labels, self.ids.latent, position_ids,
+                              continuous=self.spec.continuous)
+        sup = self.step_supervision
+        if sup.on and step_batch and out.thought_mask.shape[1]:
+            out.answer_ce = out.loss
+            out.step_ce = step_supervision_loss(sup, step_batch, out.thought_logits, out.thought_hidden,
+                                                self.lm.get_input_embeddings(), step_decoder)
+            out.loss = out.loss + sup.weight * out.step_ce
+        return out
 
     @property
     def bot_id(self) -> int:
@@ -135,7 +145,7 @@ def build_coconut_model(cfg: CoconutConfig, init_path: str, stage: int) -> tuple
         ids = add_special_tokens(lm, tokenizer, new, init="mean" if by_copy else cfg.new_token_init)
         if by_copy:
             copy_token_rows(lm, tokenizer, cfg.new_token_init, ids)
-    return CoconutModel(lm, spec, _token_ids(tokenizer, spec, str(init_path))), tokenizer
+    return CoconutModel(lm, spec, _token_ids(tokenizer, spec, str(init_path)), cfg.step_supervision), tokenizer
 
 
 def save_coconut(model: CoconutModel, tokenizer, path: str | Path) -> Path:

@@ -8,7 +8,9 @@ and a rerun of a finished run changes nothing. `train_coconut` writes into `outp
 
     config.yaml          the resolved CoconutConfig
     stage-<k>/           one Trainer run per stage: config.yaml, checkpoint-*/, model/ (a save_coconut dir),
-                         train_metrics.json (data counts, thoughts per example), trainer_state.json, train_done.json
+                         train_metrics.json (data counts, thoughts per example), trainer_state.json, train_done.json;
+                         with step_supervision.kind=step_decoder also step_decoder/ in every checkpoint and in the
+                         stage dir (SIM-CoT's auxiliary decoder, training only: the next stage starts from it)
     model/               the last stage's model (`load_coconut(output_dir / "model")`)
     train_metrics.json   every stage's metrics
     train_done.json      written last: the whole curriculum is finished
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import torch
 from transformers import Trainer
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from mentalese.atomic_files import write_text_atomic
 from mentalese.errors import MentaleseError
@@ -31,6 +34,8 @@ from mentalese.methods.checkpoints import DONE_MARKER, finished_run, last_comple
 from mentalese.methods.coconut.config import CoconutConfig, Stage, stage_plan
 from mentalese.methods.coconut.data import CoconutCollator, stage_rows, tokenize_coconut_examples
 from mentalese.methods.coconut.model import build_coconut_model, is_saved_coconut, load_coconut, save_coconut
+from mentalese.methods.step_supervision import (ModelWithStepDecoder, build_step_decoder, load_step_decoder_weights,
+                                                save_step_decoder)
 from mentalese.models.tiny import resolve_base_model
 from mentalese.tasks.registry import get_benchmark, load_benchmark
 
@@ -45,10 +50,20 @@ class CoconutTrainer(Trainer):
     def __init__(self, *args, carried_optimizer: Path | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.carried_optimizer = carried_optimizer
+        self._step_ce = []
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         out = model(**inputs)
+        if out.step_ce is not None:
+            self._step_ce.append(float(out.step_ce.detach()))
         return (out.loss, out) if return_outputs else out.loss
+
+    def log(self, logs: dict, *args, **kwargs) -> None:
+        if "loss" in logs and self._step_ce:  # the mean step loss since the last log, over ranks
+            mean = torch.tensor([sum(self._step_ce) / len(self._step_ce)], device=self.args.device)
+            logs["step_ce"] = round(float(self.accelerator.gather(mean).mean()), 5)
+            self._step_ce = []
+        super().log(logs, *args, **kwargs)
 
     def create_optimizer(self, model=None):
         fresh = self.optimizer is None
@@ -60,12 +75,30 @@ class CoconutTrainer(Trainer):
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
         if not self.args.should_save:  # Trainer calls _save on every rank; one writer
             return
-        save_coconut(self.accelerator.unwrap_model(self.model), self.processing_class, output_dir or self.args.output_dir)
+        output_dir = output_dir or self.args.output_dir
+        model = self.accelerator.unwrap_model(self.model)
+        coconut = model.model if isinstance(model, ModelWithStepDecoder) else model
+        save_coconut(coconut, self.processing_class, output_dir)
+        if coconut is not model and Path(output_dir).name.startswith(PREFIX_CHECKPOINT_DIR):
+            save_step_decoder(model.step_decoder, output_dir)  # for resuming; not part of the inference model
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         target = model or self.model
         loaded, _ = load_coconut(resume_from_checkpoint, dtype=self.args.dtype, device="cpu")
+        if isinstance(target, ModelWithStepDecoder):
+            load_step_decoder_weights(target.step_decoder, resume_from_checkpoint)
+            target = target.model
         target.load_state_dict(loaded.state_dict(), strict=True)
+
+
+def with_step_decoder(cfg: CoconutConfig, model, base_model: str, previous: Path | None) -> ModelWithStepDecoder:
+    """SIM-CoT: the decoder starts from the base LM (or step_supervision.decoder_model) at the first stage and
+    from the previous stage's decoder after that (the official code keeps one decoder for the whole run)."""
+    width = model.lm.get_input_embeddings().weight.shape[1]
+    decoder = build_step_decoder(cfg.step_supervision, base_model, cfg.dtype, str(cfg.device), width)
+    if previous is not None and (previous / "step_decoder").is_dir():
+        load_step_decoder_weights(decoder, previous)
+    return ModelWithStepDecoder(model, decoder)
 
 
 def stage_args(cfg: CoconutConfig, stage: Stage, stage_dir: Path) -> CoconutConfig:
@@ -118,6 +151,7 @@ def train_coconut(cfg: CoconutConfig, callbacks: list | None = None) -> Path:
         save_config(cfg, out / "config.yaml")
     with cfg.main_process_first(local=cfg.save_on_each_node, desc="building the base model"):  # tiny-*: once
         init = resolve_base_model(cfg.model_name_or_path, cfg.output_dir, cfg.seed, cfg.tiny_model_options)
+    base = str(init)  # the step decoder's initial weights (SIM-CoT: the starting LM)
     data: dict = {}  # examples, tokenised once, when the first unfinished stage needs them
 
     def examples(tokenizer):
@@ -141,15 +175,21 @@ def train_coconut(cfg: CoconutConfig, callbacks: list | None = None) -> Path:
             rows, counts = examples(tokenizer)
             stage_data, stage_counts = stage_rows(rows, tokenizer, stage.index, cfg, model.ids, seed=cfg.seed)
             thoughts = [r["input_ids"].count(model.latent_id) for r in stage_data]
+            latent_id = model.latent_id
+            if cfg.step_supervision.on and cfg.step_supervision.kind == "step_decoder":
+                model = with_step_decoder(cfg, model, base, previous)
             trainer = CoconutTrainer(model=model, args=args, train_dataset=Dataset.from_list(stage_data),
                                      processing_class=tokenizer, callbacks=callbacks, carried_optimizer=carried,
-                                     data_collator=CoconutCollator(tokenizer.pad_token_id, model.latent_id))
+                                     data_collator=CoconutCollator(tokenizer.pad_token_id, latent_id))
             _refuse_sharded(trainer)
             return trainer, {**counts, **stage_counts, "stage": stage.index, "carried_optimizer": str(carried),
                              "mean_thoughts": sum(thoughts) / len(thoughts), "max_thoughts": max(thoughts)}
 
         def save_final(trainer, model_dir, stage_dir=stage_dir):
             trainer.save_model(str(model_dir))
+            trained = trainer.accelerator.unwrap_model(trainer.model)
+            if isinstance(trained, ModelWithStepDecoder) and cfg.should_save:  # the next stage starts from it
+                save_step_decoder(trained.step_decoder, stage_dir)
             if not cfg.reset_optimizer and cfg.should_save and trainer.optimizer is not None:
                 trainer._save_optimizer_and_scheduler(str(stage_dir))  # Trainer writes optimizer.pt
 
