@@ -335,6 +335,23 @@ def test_code_toy_end_to_end(toy_model, tmp_path, capsys):
     assert greedy["accuracy"] >= PASS_AT_1_FLOOR and soft["accuracy"] >= PASS_AT_1_FLOOR
     assert sampled["pass@1"] == pytest.approx(sampled["accuracy"])
     assert sampled["pass@1"] <= sampled["pass@2"] <= sampled["pass@4"] and sampled["pass@4"] >= PASS_AT_1_FLOOR
+    records = [json.loads(line) for line in (tmp_path / "sampled" / "predictions.jsonl").read_text().splitlines()]
+    samples = [s for r in records for s in r["samples"]]
+    assert all((s["reason_strict"] == "ok") == s["correct_strict"] for s in samples)  # why each one failed
     record = json.loads((tmp_path / "greedy" / "predictions.jsonl").read_text().splitlines()[0])
     assert record["samples"][0]["pred_strict"].startswith("    return ")
     assert CodeReference.from_answer(record["answer"]).kind == "assert"
+
+
+@needs_sandbox
+def test_predictions_name_why_a_program_failed():
+    from mentalese.decoding.loop import DecodeResult
+    from mentalese.evaluation.harness import grade_sample
+    from mentalese.tasks.registry import get_benchmark, load_benchmark
+
+    spec = get_benchmark("code-toy")
+    example = load_benchmark("code-toy", "test", limit=1)[0]
+    wrong = grade_sample(DecodeResult([], "```python\nraise ValueError('no')\n```", 3, 3, "eos", 0.0), example, spec)
+    assert not wrong["correct_strict"] and wrong["reason_strict"].startswith("exception: ValueError"), wrong
+    looping = grade_sample(DecodeResult([], "```python\nwhile True: pass\n```", 3, 3, "eos", 0.0), example, spec)
+    assert looping["reason_strict"] == "timeout", looping

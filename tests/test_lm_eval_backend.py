@@ -195,14 +195,42 @@ def test_bad_model_args_and_gen_kwargs_are_one_line_errors(greedy_lm, model_dir)
 
 
 def test_cli_runs_lm_eval_with_the_model_registered(model_dir, tasks, monkeypatch, capsys):
-    assert 'mentalese-lm-eval = "mentalese.lm_eval_backend:main"' in (REPO / "pyproject.toml").read_text()
+    assert 'mentalese-lm-eval = "mentalese.lm_eval_cli:main"' in (REPO / "pyproject.toml").read_text()
     import lm_eval.tasks
+
+    from mentalese.lm_eval_cli import main as console_script
 
     # the CLI as it is, less the index of lm-eval's ~10k built-in task files (15 s)
     monkeypatch.setattr(lm_eval.tasks, "TaskManager", functools.partial(TaskManager, include_defaults=False))
     monkeypatch.setattr(sys, "argv", ["mentalese-lm-eval", "--model", "mentalese", "--model_args",
                                       f"pretrained={model_dir},strategy=token", "--tasks", "mentalese_chain",
                                       "--include_path", str(TASK_DIR), "--limit", "4", "--device", "cpu"])
-    main()
+    console_script()
     table = capsys.readouterr().out
     assert "mentalese_chain" in table and "exact_match" in table and "strict" in table
+
+
+def test_the_console_script_without_lm_eval_is_one_line(monkeypatch, capsys):
+    import importlib.util
+
+    from mentalese import lm_eval_cli
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "lm_eval" else real(name, *a))
+    with pytest.raises(SystemExit) as exit_:
+        lm_eval_cli.main()
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"error: {lm_eval_cli.INSTALL_HINT}"]
+
+
+def test_the_console_script_reports_our_errors_in_one_line(model_dir, monkeypatch, capsys):
+    from mentalese.lm_eval_cli import main as console_script
+
+    monkeypatch.setattr(sys, "argv", ["mentalese-lm-eval", "--model", "mentalese", "--model_args",
+                                      f"pretrained={model_dir},strategy=gumbel", "--tasks", "mentalese_chain",
+                                      "--include_path", str(TASK_DIR), "--limit", "1", "--device", "cpu"])
+    with pytest.raises(SystemExit) as exit_:
+        console_script()
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: the tokenizer has no single token for the closing tag '</think>'"), err[-3:]

@@ -72,8 +72,9 @@ class EvalConfig:
     soft_thinking: SoftThinkingConfig | None = field(default=None, metadata={
         "help": "decode with soft thinking (vanilla/dirichlet/gumbel); see docs/soft_thinking.md"})
     strategy: str = field(default="auto", metadata={
-        "help": "auto | token | soft_thinking | codi; auto: codi for a saved CODI model, soft_thinking when "
-                "soft_thinking.* is set, else token (plain decoding)"})
+        "help": "auto | token | soft_thinking | codi | coconut; auto: codi / coconut for a saved CODI / Coconut "
+                "model (its continuous thoughts), soft_thinking when soft_thinking.* is set, else token (plain "
+                "decoding)"})
 
     def __post_init__(self) -> None:
         from mentalese.evaluation.run import check_strategy_name
@@ -103,7 +104,19 @@ def grade_sample(res: DecodeResult, example: Example, spec: BenchmarkSpec) -> di
         "stop_reason": res.stop_reason,
         "error": res.error,
         **({"info": res.info} if res.info else {}),
+        **({"reason_strict": code_reason(strict, example.answer)} if spec.grader == "code" else {}),
     }
+
+
+def code_reason(pred: str | None, ref: str) -> str:
+    """Why the extracted program passed or failed its tests ("ok", "timeout", "exception: AssertionError", ...):
+    the sandbox's verdict, already cached by the grade above."""
+    from mentalese.evaluation.code_grading import cached_grade
+
+    try:
+        return cached_grade(pred, ref).reason
+    except MentaleseError as e:
+        return f"error: {e}"
 
 
 def example_record(ex: Example, results: Sequence[DecodeResult], spec: BenchmarkSpec) -> dict[str, Any]:
