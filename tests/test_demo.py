@@ -128,7 +128,7 @@ def test_rows_are_an_explicit_table():
     """ROWS is one dict literal in rows.py; no module of the demo adds to it, and methods/ never imports the demo."""
     from mentalese.commands.demo.rows import FAMILIES, ROWS
 
-    assert list(ROWS) == DemoConfig().rows == ["cot-sft", "nocot-sft", "bolt", "soft-thinking", "codi"]
+    assert list(ROWS) == DemoConfig().rows == ["cot-sft", "nocot-sft", "bolt", "soft-thinking", "codi", "icot", "coconut"]
     assert {row.family for row in ROWS.values()} <= set(FAMILIES)
     for path in DEMO_SRC.glob("*.py"):
         tree = ast.parse(path.read_text())

@@ -152,7 +152,7 @@ def test_passing_and_failing_programs():
 def test_infinite_loop_times_out():
     results = run_bounded(["while True:\n    pass\n", PASSING], timeout_s=1.0)
     assert results[0]["reason"] == "timeout" and not results[0]["passed"]
-    assert 1.0 <= results[0]["duration_s"] < 2.0
+    assert 1.0 <= results[0]["duration_s"] < 3.0  # the wall timeout, plus slack for a loaded machine
     assert_next_passes(results)
 
 

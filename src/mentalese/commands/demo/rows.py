@@ -11,6 +11,7 @@ from typing import Callable
 
 from mentalese.commands.demo.bolt_rows import bolt_rows
 from mentalese.commands.demo.codi_rows import codi_rows
+from mentalese.commands.demo.latent_baseline_rows import coconut_rows, icot_rows
 from mentalese.commands.demo.sft_rows import cot_sft_rows, nocot_sft_rows
 from mentalese.commands.demo.shared import RowResult
 from mentalese.commands.demo.soft_thinking_rows import soft_thinking_rows
@@ -39,6 +40,10 @@ FAMILIES: dict[str, Family] = {
         "per-thought result loss this library adds to CODI), still answers while generating far fewer tokens; it "
         "does not reproduce the paper's GSM8k numbers, it is not robust to the seed at demo size (docs/LOG.md), "
         "and the quick setting's 150 steps are too few for it to learn the task.")),
+    "latent": Family("iCoT-SI and Coconut", (
+        "The iCoT-SI and Coconut rows train the CODI paper's other latent baselines from the same cot-sft model, "
+        "through the same decode loop and harness; at demo size both stay near the No-CoT floor, over 3 seeds too "
+        "(docs/comparison.md), so they show that the methods run, not that they learn this task.")),
     "soft": Family("Soft thinking", (
         "The soft-thinking rows decode one half-trained toy thinking model five ways and show how pass@1 and "
         "pass@k differ between token sampling and the soft-thinking variants, and that a concept token acts "
@@ -57,5 +62,7 @@ ROWS: dict[str, Row] = {
     "soft-thinking": Row("soft", "a toy model that thinks in <think>; greedy, sampling, soft, Dirichlet, Gumbel "
                          "decoding", soft_thinking_rows),
     "codi": Row("codi", "continuous thoughts distilled from the model's own CoT (CODI)", codi_rows),
+    "icot": Row("latent", "CoT tokens removed from the left on a schedule (iCoT-SI), from the cot-sft model", icot_rows),
+    "coconut": Row("latent", "curriculum of continuous thoughts (Coconut), from the cot-sft model", coconut_rows),
 }
 

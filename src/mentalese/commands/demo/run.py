@@ -28,7 +28,7 @@ from mentalese.errors import MentaleseError
 @dataclass
 class DemoConfig:
     output_dir: str = field(default="runs/demo", metadata={"help": "run directory (report.md lands here)"})
-    rows: list[str] = field(default_factory=lambda: ["cot-sft", "nocot-sft", "bolt", "soft-thinking", "codi"], metadata={"help": "table rows"})
+    rows: list[str] = field(default_factory=lambda: ["cot-sft", "nocot-sft", "bolt", "soft-thinking", "codi", "icot", "coconut"], metadata={"help": "table rows"})
     arch: str = field(default="gpt2", metadata={"help": "tiny architecture: gpt2, llama, qwen2, qwen3"})
     num_steps: int = field(default=4, metadata={"help": "operations per chain problem"})
     modulus: int = field(default=10, metadata={"help": "number range of the chain task"})
