@@ -137,6 +137,21 @@ def test_load_bolt_latent_model_with_its_prompt_layout(runs, tmp_path):
     assert mentalese.load(raw_model, device="cpu").kind == "plain"
 
 
+def test_eval_of_a_bolt_model_uses_its_layout_as_the_bolt_run_does(runs, tmp_path):
+    """`mentalese eval` of a latent BoLT model: the prompt in its M-step layout, decoding stops at the next SOL;
+    the same predictions as run_bolt's own evaluation (em.evaluate_model). Before the fix: the plain prompt."""
+    cfg = api.train_config("bolt/toy_chain", BOLT + [f"output_dir={runs['root'] / 'bolt'}"])[1]
+    ours = mentalese.evaluate(model=str(runs["bolt"]), benchmark=cfg.task, split=cfg.eval_split, limit=4,
+                              task_options=cfg.task_options, prompt=cfg.eval_prompt, output_dir=str(tmp_path / "a"),
+                              decode={"max_new_tokens": cfg.eval_max_new_tokens, "batch_size": cfg.eval_batch_size,
+                                      "add_special_tokens": True}, progress=False)
+    cfg.eval_limit = 4
+    reference = em.evaluate_model(cfg, runs["bolt"], tmp_path / "b", latent=True, processes=None)
+    assert ours["method"] == "bolt" and ours["accuracy"] == reference["accuracy"]
+    read = lambda d: [json.loads(line)["samples"][0]["text"] for line in (d / "predictions.jsonl").open()]  # noqa: E731
+    assert read(tmp_path / "a") == read(tmp_path / "b")
+
+
 def test_bolt_teacher_synthesis_through_train(tmp_path, monkeypatch):
     out = api.train("bolt/toy_chain", BOLT + [f"output_dir={tmp_path}", "mode=synthesize"])
     assert out == tmp_path / "teacher"

@@ -241,7 +241,7 @@ class LoadedModel:
 def load(path: str | Path, device: str = "auto", dtype: str = "auto") -> LoadedModel:
     """Load a saved model (a local directory or a hub name) and recognise its kind (module docstring)."""
     from mentalese.evaluation.run import codi_dtype, is_saved_coconut, is_saved_codi
-    from mentalese.methods.bolt.data_format import BOLT_TOKENS, BoltTokenIds
+    from mentalese.methods.bolt.data_format import BoltTokenIds
     from mentalese.models.loading import load_model_and_tokenizer
 
     if is_saved_codi(path):
@@ -255,11 +255,18 @@ def load(path: str | Path, device: str = "auto", dtype: str = "auto") -> LoadedM
         coconut, tokenizer = load_coconut(path, dtype=codi_dtype(dtype), device=device)
         return LoadedModel(coconut.lm, tokenizer, "coconut", str(path), coconut=coconut)
     model, tokenizer = load_model_and_tokenizer(path, dtype=dtype, device=device)
-    vocab = tokenizer.get_vocab()
-    if all(t in vocab for t in BOLT_TOKENS) and _bolt_run_mode(Path(path)) != "raw":
+    if is_latent_bolt(path, tokenizer):
         sol = BoltTokenIds.from_tokenizer(tokenizer).sol
         return LoadedModel(model, tokenizer, "bolt", str(path), stop_token_ids=[sol])
     return LoadedModel(model, tokenizer, "plain", str(path))
+
+
+def is_latent_bolt(path: str | Path, tokenizer) -> bool:
+    """A BoLT model trained with thoughts: its tokenizer has the BoLT tokens, and it is not a `mode=raw` run's."""
+    from mentalese.methods.bolt.data_format import BOLT_TOKENS
+
+    vocab = tokenizer.get_vocab()
+    return all(t in vocab for t in BOLT_TOKENS) and _bolt_run_mode(Path(path)) != "raw"
 
 
 def _bolt_run_mode(model_dir: Path) -> str | None:

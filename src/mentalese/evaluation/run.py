@@ -58,11 +58,21 @@ def run_with_model(cfg: EvalConfig, load: Callable[[str], tuple], progress: bool
     model, tokenizer, strategy, extra_metrics = load(process_device(cfg.device, procs))
     if strategy is not None:  # decode.* settings it cannot honour fail here, before config.yaml is written
         strategy.bind_sampling(cfg.decode.sampling())
+    prompt, decoding = cfg.prompt, cfg.decode
+    if extra_metrics.get("method") == "bolt":  # the layout its M-step trained: the thought first, up to its SOL
+        from dataclasses import replace
+
+        from mentalese.methods.bolt.data_format import BoltTokenIds
+        from mentalese.methods.bolt.em import prompt_layout
+
+        prompt = prompt_layout(tokenizer, cfg.prompt or spec.prompt, latent=True)
+        sol = BoltTokenIds.from_tokenizer(tokenizer).sol
+        decoding = replace(cfg.decode, stop_token_ids=sorted({*cfg.decode.stop_token_ids, sol}))
     out = Path(cfg.output_dir)
     if procs.is_main:
         save_config(cfg, out / "config.yaml")
-    return evaluate(model, tokenizer, examples, spec, cfg.decode, strategy, num_samples=cfg.num_samples,
-                    prompt=cfg.prompt, output_dir=out, progress=progress, shard_size=cfg.shard_size,
+    return evaluate(model, tokenizer, examples, spec, decoding, strategy, num_samples=cfg.num_samples,
+                    prompt=prompt, output_dir=out, progress=progress, shard_size=cfg.shard_size,
                     processes=procs, extra_metrics={"model": cfg.model, **extra_metrics},
                     run_key=eval_run_key(cfg))
 
@@ -151,6 +161,9 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
             from mentalese.decoding.soft_thinking import SoftThinkingStrategy
 
             decoding = SoftThinkingStrategy(cfg.soft_thinking, tokenizer)
-        return model, tokenizer, decoding, {"strategy": strategy}
+        from mentalese.api import is_latent_bolt
+
+        return model, tokenizer, decoding, {"strategy": strategy, **({"method": "bolt"} if is_latent_bolt(
+            cfg.model, tokenizer) else {})}
 
     return run_with_model(cfg, load, progress)
