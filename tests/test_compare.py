@@ -52,3 +52,15 @@ def test_bad_rows_and_variants():
 def test_cli_help_lists_compare(capsys):
     assert main(["demo", "compare", "--help"]) in (0, None)
     assert "shuffled_rows" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("variant", ["chain", "shuffled"])
+def test_every_row_and_start_has_its_default_training_data(variant):
+    # the mixed-length base once asked for 5000 problems of 1-6 operations: too few 1-operation chains exist
+    from mentalese.commands.demo.compare_rows import ROWS, STARTS
+    from mentalese.tasks.synthetic import generate_chain
+
+    cfg = CompareConfig()
+    for row in [*ROWS.values(), *STARTS.values()]:
+        options = cfg.task_options(variant, "train", 0, row.extra.get("num_steps"))
+        assert len(generate_chain("train", **options)) == cfg.train_examples

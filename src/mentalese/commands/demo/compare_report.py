@@ -87,7 +87,7 @@ def write_compare_report(cfg: CompareConfig, out: Path, results: list[dict[str, 
 Every row trains a random tiny GPT-2 (character tokenizer) on {cfg.train_examples} chain problems and is decoded
 greedily on {cfg.test_examples} held-out problems, once per seed ({', '.join(map(str, cfg.seeds))}); cells give the
 mean and, in brackets, the range over the seeds. Rows marked "+ its start model" fine-tune that seed's CoT-SFT
-model (or, for the pretrained-like base, a CoT-SFT model of chains of 1-6 operations); their train time is their
+model (or, for the pretrained-like base, a CoT-SFT model of chains of 2-6 operations); their train time is their
 own stage only. The thought drops are accuracy points lost when each problem's thoughts are replaced by another
 problem's, or zeroed (`mentalese analyze thoughts`, on the first {cfg.thought_examples} test problems).
 Latency and train time are this machine's ({cfg.threads} threads); everything else is reproducible for the seed

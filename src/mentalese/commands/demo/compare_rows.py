@@ -3,7 +3,8 @@
 A row is a recipe plus overrides. Every row of one (variant, seed) trains on the same problems with the
 same seed; rows marked `start="cot-sft"` fine-tune that seed's CoT-SFT model (it stands in for the
 pretrained LM these methods assume, as in the papers); `start="mix-sft"` fine-tunes a CoT-SFT model
-trained on a broad mix of chain lengths (1-6 operations): the "pretrained-like base" route for plain CODI.
+trained on a broad mix of chain lengths (2-6 operations; a 1-operation chain
+has only 270 distinct problems, too few for the 5000 training problems of every row): the "pretrained-like base" route for plain CODI.
 Adding a row = one entry in `ROWS`.
 """
 
@@ -43,13 +44,13 @@ ROWS: dict[str, CompareRow] = {
     "no-thought": CompareRow("no-thought student (control)", "codi/chain", ("num_latent=0", *PLAIN_CODI),
                              start="cot-sft", note="CODI's training budget and losses with 0 thoughts"),
     "codi-mix-base": CompareRow("CODI from a pretrained-like base", "codi/chain", PLAIN_CODI, start="mix-sft",
-                                thoughts=True, note="plain CODI from a CoT-SFT model of chains of 1-6 operations"),
+                                thoughts=True, note="plain CODI from a CoT-SFT model of chains of 2-6 operations"),
 }
 
 # the start models: trained once per (variant, seed) when a row needs them
 STARTS: dict[str, CompareRow] = {
     "cot-sft": ROWS["cot-sft"],
-    "mix-sft": CompareRow("CoT-SFT on mixed chain lengths", "sft/chain_cot", extra={"num_steps": [1, 2, 3, 4, 5, 6]}),
+    "mix-sft": CompareRow("CoT-SFT on mixed chain lengths", "sft/chain_cot", extra={"num_steps": [2, 3, 4, 5, 6]}),
 }
 DEFAULT_ROWS = list(ROWS)
 SHUFFLED_ROWS = ["nocot-sft", "cot-sft", "icot", "coconut", "codi-step"]  # the sceptic's control variant
