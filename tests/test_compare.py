@@ -14,7 +14,8 @@ SMALL = dict(rows=["nocot-sft"], shuffled_rows=["nocot-sft"], seeds=[0, 1], trai
 
 
 def test_mean_and_range_by_hand():
-    assert mean_range([0.5, 1.0, 0.476]) == "65.9 (47.6-100.0)"
+    assert mean_range([0.5, 1.0, 0.476]) == "65.9 (47.6 to 100.0)"
+    assert mean_range([-0.01, 0.015]) == "0.2 (-1.0 to 1.5)"
     assert mean_range([0.25]) == "25.0"
     assert mean_range([]) == "-"
 

@@ -29,7 +29,7 @@ def mean_range(values: list[float], scale: float = 100.0, digits: int = 1) -> st
     vals = [scale * v for v in values]
     if len(vals) == 1:
         return f"{vals[0]:.{digits}f}"
-    return f"{statistics.mean(vals):.{digits}f} ({min(vals):.{digits}f}-{max(vals):.{digits}f})"
+    return f"{statistics.mean(vals):.{digits}f} ({min(vals):.{digits}f} to {max(vals):.{digits}f})"  # "-1.0-1.5" misreads
 
 
 def thought_drop(thoughts: dict[str, Any] | None, kind: str) -> float | None:
