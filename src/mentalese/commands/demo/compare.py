@@ -46,7 +46,8 @@ class CompareConfig:
         "help": "optimizer steps of every row; None = each recipe's own (800 for SFT and CODI)"})
     batch_1_problems: int = field(default=30, metadata={"help": "problems timed at batch size 1"})
     thought_examples: int = field(default=200, metadata={"help": "test problems for the do-the-thoughts-matter drop"})
-    threads: int = field(default=2, metadata={"help": "torch CPU threads (the thread count changes the numbers)"})
+    threads: int = field(default=1, metadata={
+        "help": "torch CPU threads (the thread count changes the numbers; docs/comparison.md used 1)"})
 
     def __post_init__(self) -> None:
         for name, chosen in (("rows", self.rows), ("shuffled_rows", self.shuffled_rows)):

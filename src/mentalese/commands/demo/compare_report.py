@@ -90,7 +90,7 @@ mean and, in brackets, the range over the seeds. Rows marked "+ its start model"
 model (or, for the pretrained-like base, a CoT-SFT model of chains of 2-6 operations); their train time is their
 own stage only. The thought drops are accuracy points lost when each problem's thoughts are replaced by another
 problem's, or zeroed (`mentalese analyze thoughts`, on the first {cfg.thought_examples} test problems).
-Latency and train time are this machine's ({cfg.threads} threads); everything else is reproducible for the seed
+Latency and train time are this machine's ({cfg.threads} thread{'s' if cfg.threads != 1 else ''} per process); everything else is reproducible for the seed
 and versions ({versions()}).
 
 {table}
