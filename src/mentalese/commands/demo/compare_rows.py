@@ -31,6 +31,8 @@ ROWS: dict[str, CompareRow] = {
     "nocot-sft": CompareRow("No-CoT-SFT", "sft/chain_nocot", note="answers directly, no thoughts"),
     "cot-sft": CompareRow("CoT-SFT", "sft/chain_cot", note="writes the steps, then the answer"),
     "icot": CompareRow("iCoT-SI", "icot/chain", start="cot-sft", note="CoT tokens removed from the left on a schedule"),
+    "icot-800": CompareRow("iCoT-SI, 800 steps", "icot/chain", ("max_steps=800",), start="cot-sft",
+                           note="the same, at the 800 optimizer steps of the other rows (the recipe: 400)"),
     "coconut": CompareRow("Coconut", "coconut/chain", start="cot-sft", thoughts=True,
                           note="curriculum: stage k replaces k steps by k*c continuous thoughts"),
     "coconut-no-curriculum": CompareRow("Coconut w/o curriculum", "coconut/chain_no_curriculum", start="cot-sft",
