@@ -26,6 +26,7 @@ class CompareRow:
 
 PLAIN_CODI = ("step_supervision.kind=none",)
 RESULT_TOKEN = ("step_supervision.kind=result_token", "step_supervision.weight=1")
+STEP_DECODER = ("step_supervision.kind=step_decoder", "step_supervision.weight=1")
 
 ROWS: dict[str, CompareRow] = {
     "nocot-sft": CompareRow("No-CoT-SFT", "sft/chain_nocot", note="answers directly, no thoughts"),
@@ -39,10 +40,14 @@ ROWS: dict[str, CompareRow] = {
                                         thoughts=True, note="trained at the last stage from the start"),
     "coconut-step": CompareRow("Coconut + step supervision", "coconut/chain", RESULT_TOKEN, start="cot-sft",
                                thoughts=True, note="+ per-thought result-token loss (not in Coconut)"),
+    "coconut-simcot": CompareRow("Coconut + SIM-CoT step decoder", "coconut/chain", STEP_DECODER, start="cot-sft",
+                                 thoughts=True, note="+ SIM-CoT's auxiliary decoder: each thought writes its step"),
     "codi": CompareRow("CODI", "codi/chain", PLAIN_CODI, start="cot-sft", thoughts=True,
                        note="plain CODI (self-distillation only)"),
     "codi-step": CompareRow("CODI + step supervision", "codi/chain", RESULT_TOKEN, start="cot-sft", thoughts=True,
                             note="+ per-thought result-token loss (not in CODI)"),
+    "codi-simcot": CompareRow("CODI + SIM-CoT step decoder", "codi/chain_simcot", start="cot-sft", thoughts=True,
+                              note="+ SIM-CoT's auxiliary decoder: each thought writes its step"),
     "no-thought": CompareRow("no-thought student (control)", "codi/chain", ("num_latent=0", *PLAIN_CODI),
                              start="cot-sft", note="CODI's training budget and losses with 0 thoughts"),
     "codi-mix-base": CompareRow("CODI from a pretrained-like base", "codi/chain", PLAIN_CODI, start="mix-sft",
