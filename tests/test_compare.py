@@ -65,3 +65,14 @@ def test_every_row_and_start_has_its_default_training_data(variant):
     for row in [*ROWS.values(), *STARTS.values()]:
         options = cfg.task_options(variant, "train", 0, row.extra.get("num_steps"))
         assert len(generate_chain("train", **options)) == cfg.train_examples
+
+
+def test_a_cached_row_is_not_reported_for_other_settings(tmp_path):
+    cfg = CompareConfig(output_dir=str(tmp_path), **{**SMALL, "variants": ["chain"], "seeds": [0]})
+    run_compare(cfg)
+    with pytest.raises(MentaleseError, match=r"made with other settings \(settings"):
+        run_compare(CompareConfig(output_dir=str(tmp_path), **{**SMALL, "variants": ["chain"], "seeds": [0],
+                                                               "train_steps": SMALL["train_steps"] + 1}))
+    with pytest.raises(MentaleseError, match=r"other settings \(test_examples"):
+        run_compare(CompareConfig(output_dir=str(tmp_path), **{**SMALL, "variants": ["chain"], "seeds": [0],
+                                                               "test_examples": SMALL["test_examples"] + 1}))

@@ -94,16 +94,24 @@ def run_compare(cfg: CompareConfig) -> Path:
     return report
 
 
+def train_settings(cfg: CompareConfig, row: CompareRow, variant: str, seed: int) -> list[str]:
+    """The key=value overrides that make a row (its output_dir and start model aside)."""
+    settings = [f"seed={seed}", "disable_tqdm=false", *row.overrides,
+                f"task_options={json.dumps(cfg.task_options(variant, 'train', seed, row.extra.get('num_steps')))}"]
+    if cfg.train_steps is not None:
+        settings.append(f"max_steps={cfg.train_steps}")
+    return settings
+
+
 def train_row(cfg: CompareConfig, seed_dir: Path, row: CompareRow, name: str, variant: str, seed: int) -> tuple[Path, float]:
     """Train (or reuse) a row's model; returns its directory and the training seconds (of this row alone)."""
     from mentalese.api import train
 
     run_dir = seed_dir / name
     seconds_file = run_dir / "train_seconds.txt"
-    overrides = [f"output_dir={run_dir}", f"seed={seed}", "disable_tqdm=false", *row.overrides,
-                 f"task_options={json.dumps(cfg.task_options(variant, 'train', seed, row.extra.get('num_steps')))}"]
-    if cfg.train_steps is not None:
-        overrides.append(f"max_steps={cfg.train_steps}")
+    settings = train_settings(cfg, row, variant, seed)
+    check_spec(run_dir / "row_spec.json", {"recipe": row.recipe, "settings": settings, "start": row.start})
+    overrides = [f"output_dir={run_dir}", *settings]
     if row.start is not None:
         start_dir, _ = train_row(cfg, seed_dir, STARTS[row.start], row.start, variant, seed)
         overrides.append(f"model_name_or_path={start_dir.resolve()}")
@@ -116,6 +124,22 @@ def train_row(cfg: CompareConfig, seed_dir: Path, row: CompareRow, name: str, va
     return Path(done.read_text().strip()), float(seconds_file.read_text())
 
 
+def check_spec(path: Path, spec: dict[str, Any]) -> None:
+    """A cached row is reused only for the settings that made it: a changed row or setting must not be
+    reported with the old numbers. The first run writes the spec; a row cached before specs existed adopts it."""
+    spec = json.loads(json.dumps(spec))
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old != spec:
+            changed = sorted(k for k in {*old, *spec} if old.get(k) != spec.get(k))
+            raise MentaleseError(f"{path.parent} was made with other settings ({', '.join(changed)}: "
+                                 f"{[old.get(k) for k in changed]} -> {[spec.get(k) for k in changed]}); "
+                                 "delete that folder or use another output_dir")
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, json.dumps(spec, indent=2) + "\n")
+
+
 def row_result(cfg: CompareConfig, seed_dir: Path, name: str, variant: str, seed: int) -> dict[str, Any]:
     """Train, evaluate and (for latent rows) intervene on the thoughts; cached in result.json."""
     from mentalese.api import load
@@ -126,6 +150,10 @@ def row_result(cfg: CompareConfig, seed_dir: Path, name: str, variant: str, seed
 
     row = ROWS[name]
     result_file = seed_dir / name / "result.json"
+    check_spec(seed_dir / name / "row_spec.json",
+               {"recipe": row.recipe, "settings": train_settings(cfg, row, variant, seed), "start": row.start})
+    check_spec(seed_dir / name / "eval_spec.json", {k: getattr(cfg, k) for k in (
+        "num_steps", "test_examples", "batch_1_problems", "thought_examples", "threads")})
     if result_file.exists():
         return json.loads(result_file.read_text())
     model_dir, train_seconds = train_row(cfg, seed_dir, row, name, variant, seed)

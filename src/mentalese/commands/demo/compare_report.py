@@ -45,8 +45,9 @@ def thought_drop(thoughts: dict[str, Any] | None, kind: str) -> float | None:
 def variant_table(results: list[dict[str, Any]], rows: list[str]) -> str:
     seeds = sorted({r["seed"] for r in results})
     lines = [f"| method | accuracy % (mean, range over seeds {', '.join(map(str, seeds))}) | generated tokens | "
-             "drop: swapped thoughts (pts) | drop: zeroed thoughts (pts) | latency batch 1 (ms) | train time (s) |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "drop: swapped thoughts (pts) | drop: zeroed thoughts (pts) | attention on thoughts (%) | "
+             "latency batch 1 (ms) | train time (s) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name in rows:
         mine = [r for r in results if r["row"] == name]
         if not mine:
@@ -55,10 +56,12 @@ def variant_table(results: list[dict[str, Any]], rows: list[str]) -> str:
         for kind, _ in DROPS:
             values = [d for d in (thought_drop(r["thoughts"], kind) for r in mine) if d is not None]
             drops.append(mean_range(values) if values else "-")
+        attention = [r["thoughts"]["kept"]["attention_on_thoughts"] for r in mine if r["thoughts"]]
         train = [r["train_seconds"] for r in mine]
         start = " (+ its start model)" if ROWS[name].start else ""
         lines.append(f"| {ROWS[name].label} | {mean_range([r['accuracy'] for r in mine])} | "
                      f"{statistics.mean(r['mean_generated_tokens'] for r in mine):.1f} | {drops[0]} | {drops[1]} | "
+                     f"{mean_range(attention)} | "
                      f"{1000 * statistics.mean(r['latency_batch_1_s'] for r in mine):.1f} | "
                      f"{statistics.mean(train):.0f}{start} |")
     return "\n".join(lines)
@@ -89,7 +92,9 @@ greedily on {cfg.test_examples} held-out problems, once per seed ({', '.join(map
 mean and, in brackets, the range over the seeds. Rows marked "+ its start model" fine-tune that seed's CoT-SFT
 model (or, for the pretrained-like base, a CoT-SFT model of chains of 2-6 operations); their train time is their
 own stage only. The thought drops are accuracy points lost when each problem's thoughts are replaced by another
-problem's, or zeroed (`mentalese analyze thoughts`, on the first {cfg.thought_examples} test problems).
+problem's, or zeroed (`mentalese analyze thoughts`, on the first {cfg.thought_examples} test problems);
+"attention on thoughts" is the attention mass that the positions predicting the answer put on all thought
+positions together, averaged over heads, those positions, layers and problems, with the thoughts kept.
 Latency and train time are this machine's ({cfg.threads} thread{'s' if cfg.threads != 1 else ''} per process); everything else is reproducible for the seed
 and versions ({versions()}).
 
