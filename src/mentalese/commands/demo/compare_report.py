@@ -29,7 +29,8 @@ def mean_range(values: list[float], scale: float = 100.0, digits: int = 1) -> st
     vals = [scale * v for v in values]
     if len(vals) == 1:
         return f"{vals[0]:.{digits}f}"
-    return f"{statistics.mean(vals):.{digits}f} ({min(vals):.{digits}f} to {max(vals):.{digits}f})"  # "-1.0-1.5" misreads
+    # "lo to hi": a dash would make "-1.0-1.5" of a negative drop
+    return f"{statistics.mean(vals):.{digits}f} ({min(vals):.{digits}f} to {max(vals):.{digits}f})"
 
 
 def thought_drop(thoughts: dict[str, Any] | None, kind: str) -> float | None:
@@ -95,8 +96,8 @@ own stage only. The thought drops are accuracy points lost when each problem's t
 problem's, or zeroed (`mentalese analyze thoughts`, on the first {cfg.thought_examples} test problems);
 "attention on thoughts" is the attention mass that the positions predicting the answer put on all thought
 positions together, averaged over heads, those positions, layers and problems, with the thoughts kept.
-Latency and train time are this machine's ({cfg.threads} thread{'s' if cfg.threads != 1 else ''} per process); everything else is reproducible for the seed
-and versions ({versions()}).
+Latency and train time are this machine's ({cfg.threads} thread{'s' if cfg.threads != 1 else ''} per process);
+everything else is reproducible for the seed and versions ({versions()}).
 
 {table}
 

@@ -3,8 +3,8 @@
 A row is a recipe plus overrides. Every row of one (variant, seed) trains on the same problems with the
 same seed; rows marked `start="cot-sft"` fine-tune that seed's CoT-SFT model (it stands in for the
 pretrained LM these methods assume, as in the papers); `start="mix-sft"` fine-tunes a CoT-SFT model
-trained on a broad mix of chain lengths (2-6 operations; a 1-operation chain
-has only 270 distinct problems, too few for the 5000 training problems of every row): the "pretrained-like base" route for plain CODI.
+trained on a broad mix of chain lengths (2-6 operations; 1-operation chains mod 10 number only 270, too
+few for 5000 training problems): the "pretrained-like base" route for plain CODI.
 Adding a row = one entry in `ROWS`.
 """
 
